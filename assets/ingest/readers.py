@@ -1,0 +1,406 @@
+"""Reading native input files into typed DuckDB tables, with every row accounted for.
+
+A file is read as text (every column VARCHAR), staged in a temporary table, then cast and checked in one SQL
+statement. Rows that parse and carry every required field go to the warehouse table; every other row goes to
+`quarantine` with the file, the row number and the reasons. Nothing is parsed row by row in Python.
+
+Row numbers are the row as a spreadsheet shows it: the header is row 1, the first record row 2. (A record whose
+quoted text spans several lines counts as one row.)
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assets.ingest.contract import TABLES, Column, TableSpec
+
+# `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz` ...
+_FILE_RE = re.compile(
+    r"^(?P<table>referrals|scans|clinical_events)(?P<suffix>[._-].*)?\.(?P<ext>csv|csv\.gz|parquet)$",
+    re.IGNORECASE,
+)
+_DATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+class InputError(Exception):
+    """Input that cannot be processed at all. The message is one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    table: str
+    fmt: str  # csv | parquet
+    drop_date: str | None  # ISO date named in the file name (a nightly drop), else None (a baseline file)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def discover_native_files(input_dir: Path) -> list[InputFile]:
+    """Files of the native layout at the top level of `input_dir`, sorted by table then name."""
+    found = []
+    for path in sorted(Path(input_dir).iterdir()):
+        if not path.is_file():
+            continue
+        m = _FILE_RE.match(path.name)
+        if not m:
+            continue
+        date = _DATE_RE.search(m.group("suffix") or "")
+        ext = m.group("ext").lower()
+        found.append(
+            InputFile(
+                path=path,
+                table=m.group("table").lower(),
+                fmt="parquet" if ext == "parquet" else "csv",
+                drop_date=date.group(1) if date else None,
+            )
+        )
+    return found
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def read_header(con, f: InputFile) -> list[str]:
+    """Column names of a file, lower-cased and trimmed; InputError if the file cannot be read at all."""
+    try:
+        if f.fmt == "parquet":
+            rel = con.sql(f"SELECT * FROM read_parquet({_sql_str(str(f.path))}) LIMIT 0")
+        else:
+            if f.path.stat().st_size == 0:
+                raise InputError(f"{f.path}: the file is empty (expected a header row)")
+            with open(f.path, newline="", encoding="utf-8-sig") as fh:
+                header = next(csv.reader(fh), None)
+            if not header:
+                raise InputError(f"{f.path}: the file is empty (expected a header row)")
+            return [c.strip().lower() for c in header]
+        columns = [c.strip().lower().lstrip("\ufeff") for c in rel.columns]
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError(f"{f.path}: is not UTF-8 text") from None
+    except Exception as exc:  # duckdb raises several error classes for unreadable files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{f.path}: cannot be read ({first_line})") from None
+    return columns
+
+
+def check_columns(f: InputFile, columns: list[str]) -> list[str]:
+    """Raise InputError naming the file and the first missing required column; return the extra columns."""
+    spec = TABLES[f.table]
+    missing = [c for c in spec.required if c not in columns]
+    if missing:
+        hint = ""
+        if len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|")):
+            hint = " (the header is not comma-separated)"
+        raise InputError(
+            f"{f.path}: missing required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} for table {f.table}{hint}"
+        )
+    return [c for c in columns if c not in spec.names]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-column SQL: the cast expression and the problem it reports when the raw text does not fit.
+
+def _raw(col: str) -> str:
+    # Empty strings and whitespace mean "absent".
+    return f"NULLIF(TRIM(\"{col}\"), '')"
+
+
+def _typed_expr(c: Column) -> tuple[str, str, str | None]:
+    """(warehouse SQL type, cast expression, expression giving a problem text or NULL)."""
+    raw = _raw(c.name)
+    missing = f"CASE WHEN {raw} IS NULL THEN '{c.name} is missing' END" if c.required else None
+    if c.kind == "text":
+        return "VARCHAR", raw, missing
+    if c.kind in ("date", "datetime"):
+        # ISO 8601 only: 2026-03-14, optionally followed by a time. Impossible dates (2026-02-30) fail the cast.
+        expr = (
+            f"CASE WHEN regexp_full_match({raw}, '\\d{{4}}-\\d{{2}}-\\d{{2}}([T ].*)?') "
+            f"THEN TRY_CAST(left({raw}, 10) AS DATE) END"
+        )
+        bad = f"CASE WHEN {raw} IS NOT NULL AND ({expr}) IS NULL THEN '{c.name} is not an ISO 8601 date' END"
+        return "DATE", expr, _first(missing, bad)
+    if c.kind == "integer":
+        expr = (
+            f"CASE WHEN regexp_full_match({raw}, '[+-]?\\d{{1,9}}(\\.0+)?') "
+            f"THEN TRY_CAST(TRY_CAST({raw} AS DOUBLE) AS INTEGER) END"
+        )
+        bad = f"CASE WHEN {raw} IS NOT NULL AND ({expr}) IS NULL THEN '{c.name} is not a whole number' END"
+        return "INTEGER", expr, _first(missing, bad)
+    if c.kind == "codes":
+        # ICD-10-CM codes: with or without the dot, any case; separated by ';' (also tolerate , | and spaces).
+        expr = (
+            f"list_filter(list_transform(regexp_split_to_array(coalesce({raw}, ''), '[;,|\\s]+'), "
+            f"lambda x: upper(replace(x, '.', ''))), lambda x: x <> '')"
+        )
+        if c.required:
+            missing = f"CASE WHEN len({expr}) = 0 THEN '{c.name} is missing' END"
+        return "VARCHAR[]", expr, missing
+    if c.kind == "enum":
+        return "VARCHAR", _enum_expr(c, raw), missing
+    raise ValueError(c.kind)
+
+
+def _enum_expr(c: Column, raw: str) -> str:
+    if c.name == "patient_sex":
+        return (
+            f"CASE upper(left({raw}, 1)) WHEN 'F' THEN 'F' WHEN 'M' THEN 'M' "
+            f"WHEN 'U' THEN 'U' WHEN 'O' THEN 'U' ELSE upper({raw}) END"
+        )
+    if c.name == "code_system":
+        # 'ICD-10-CM', 'icd10cm', 'RxNorm', 'CPT-4' all name the contract's systems.
+        norm = f"regexp_replace(upper({raw}), '[^A-Z0-9]', '', 'g')"
+        return f"CASE WHEN {norm} = 'CPT4' THEN 'CPT' ELSE {norm} END"
+    # Other value sets are lower-case words with underscores: 'Primary Care' -> 'primary_care'.
+    return f"regexp_replace(lower({raw}), '[\\s-]+', '_', 'g')"
+
+
+def _first(*exprs: str | None) -> str | None:
+    present = [e for e in exprs if e]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else f"coalesce({', '.join(present)})"
+
+
+def _table_problems(spec: TableSpec, typed: dict[str, str]) -> list[str]:
+    """Row-level rules beyond single columns that protect correctness downstream."""
+    problems = []
+    if spec.name == "referrals":
+        age = typed["patient_age"]
+        problems.append(
+            f"CASE WHEN {age} < 0 OR {age} > 120 THEN 'patient_age is outside 0-120' END"
+        )
+    if spec.name == "clinical_events":
+        problems.append(
+            f"CASE WHEN {typed['event_type']} NOT IN {tuple(spec.column('event_type').allowed)} "
+            "THEN 'event_type is not diagnosis, procedure or medication' END"
+        )
+        problems.append(
+            f"CASE WHEN {typed['code_system']} NOT IN {tuple(spec.column('code_system').allowed)} "
+            "THEN 'code_system is not one of ICD10CM, CPT, HCPCS, ICD10PCS, RXNORM' END"
+        )
+    if spec.name == "scans":
+        # A procedure code that is neither CPT (5 characters, 4 digits first) nor HCPCS level II cannot be scoped.
+        problems.append(
+            f"CASE WHEN {typed['procedure_code']} IS NOT NULL AND NOT regexp_full_match("
+            f"{typed['procedure_code']}, '\\d{{4}}[0-9A-Z]|[A-Z]\\d{{4}}') "
+            "THEN 'procedure_code is not a CPT or HCPCS code' END"
+        )
+    return problems
+
+
+def warehouse_columns(spec: TableSpec) -> list[tuple[str, str]]:
+    """(name, SQL type) of a warehouse table: contract columns, derived columns, then lineage."""
+    cols = []
+    for c in spec.columns:
+        sql_type, _, _ = _typed_expr(c)
+        cols.append((c.name, sql_type))
+        if c.name == "scan_date":
+            cols.append(("scan_datetime", "TIMESTAMP"))
+    cols += [("_source_file", "VARCHAR"), ("_source_row", "BIGINT"), ("_load_partition", "VARCHAR")]
+    return cols
+
+
+def ensure_tables(con) -> None:
+    """Create the ingestion tables and the quarantine if this warehouse does not have them yet."""
+    for spec in TABLES.values():
+        cols = ", ".join(f"{n} {t}" for n, t in warehouse_columns(spec))
+        con.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({cols})")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS quarantine (
+            source_file VARCHAR, source_row BIGINT, table_name VARCHAR, reason VARCHAR,
+            stage VARCHAR, load_partition VARCHAR)"""
+    )
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS ingest_files (
+            source_file VARCHAR, table_name VARCHAR, load_partition VARCHAR, file_format VARCHAR,
+            rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, dropped_columns VARCHAR[],
+            loaded_at TIMESTAMP)"""
+    )
+
+
+@dataclass
+class FileResult:
+    source_file: str
+    table: str
+    rows_in: int
+    rows_loaded: int
+    rows_quarantined: int
+    dropped_columns: list[str] = field(default_factory=list)
+
+
+def load_file(con, f: InputFile, partition: str) -> FileResult:
+    """Load one file into its warehouse table and the quarantine, in the caller's transaction."""
+    spec = TABLES[f.table]
+    columns = read_header(con, f)
+    dropped = check_columns(f, columns)
+    source = f.path.name  # files sit at the top of the input folder, so the name identifies them
+    present = [c for c in spec.names if c in columns]
+
+    con.execute("DROP TABLE IF EXISTS _staged")
+    con.execute("DROP TABLE IF EXISTS _rejects")
+    con.execute("DROP TABLE IF EXISTS _reject_scans")
+    # Staged as text so that nothing is lost to type inference; a table keeps the file's row order (rowid).
+    select_cols = ", ".join(f"CAST(\"{c}\" AS VARCHAR) AS \"{c}\"" for c in present)
+    if f.fmt == "parquet":
+        con.execute(
+            f"CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_parquet({_sql_str(str(f.path))})"
+        )
+        rejected_lines: list[int] = []
+    else:
+        con.execute(
+            f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
+                header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
+                columns={{{', '.join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)}}},
+                strict_mode=true, ignore_errors=true, store_rejects=true,
+                rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000)"""
+        )
+        # A record can fail more than one way; one quarantine row per record, reasons joined.
+        rejected_lines = [
+            r[0] for r in con.execute("SELECT DISTINCT line FROM _rejects ORDER BY line").fetchall()
+        ]
+        if rejected_lines:
+            con.execute(
+                """INSERT INTO quarantine SELECT ?, line, ?, 'unparseable CSV record: ' ||
+                       string_agg(DISTINCT lower(replace(error_type, '_', ' ')), '; '), 'read', ?
+                   FROM _rejects GROUP BY line""",
+                [source, spec.name, partition],
+            )
+
+    typed = {}
+    problems = []
+    for c in spec.columns:
+        sql_type, expr, problem = _typed_expr(c) if c.name in present else (None, "NULL", None)
+        typed[c.name] = expr if c.name in present else "NULL"
+        if problem:
+            problems.append(problem)
+    problems += _table_problems(spec, typed)
+
+    # Spreadsheet row of the k-th parsed record: k + 1, plus the rejected lines that come before it.
+    # (Rejected line L_i, sorted, precedes accepted record k exactly when L_i - i <= k.)
+    con.execute("DROP TABLE IF EXISTS _reject_lines")
+    con.execute("CREATE TEMP TABLE _reject_lines (adj BIGINT)")
+    if rejected_lines:
+        con.executemany(
+            "INSERT INTO _reject_lines VALUES (?)",
+            [[line - i] for i, line in enumerate(rejected_lines, start=1)],
+        )
+    # Rows of a table created inside a transaction carry large provisional rowids; rank them instead.
+    record = "s._record"
+    row_expr = f"({record} + 1)" if not rejected_lines else (
+        f"({record} + 1 + (SELECT count(*) FROM _reject_lines r WHERE r.adj <= {record}))"
+    )
+
+    problem_list = f"list_filter([{', '.join(problems) or 'NULL'}], lambda x: x IS NOT NULL)"
+    target_cols = [n for n, _ in warehouse_columns(spec)]
+    value_exprs = []
+    for name in target_cols:
+        if name == "scan_datetime":
+            value_exprs.append(
+                "CASE WHEN length(scan_date_raw) > 10 THEN "
+                "TRY_CAST(replace(rtrim(scan_date_raw, 'Z'), 'T', ' ') AS TIMESTAMP) END"
+            )
+        elif name == "_source_file":
+            value_exprs.append(_sql_str(source))
+        elif name == "_source_row":
+            value_exprs.append("_row")
+        elif name == "_load_partition":
+            value_exprs.append(_sql_str(partition))
+        else:
+            value_exprs.append(f'"{name}"')
+    con.execute("DROP TABLE IF EXISTS _typed")
+    scan_raw = f", {_raw('scan_date')} AS scan_date_raw" if spec.name == "scans" else ""
+    con.execute(
+        f"""CREATE TEMP TABLE _typed AS
+            SELECT {', '.join(f'{typed[c]} AS "{c}"' for c in spec.names)}{scan_raw},
+                   {row_expr} AS _row, {problem_list} AS _problems
+            FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record FROM _staged) s"""
+    )
+    con.execute(
+        f"""INSERT INTO {spec.name} ({', '.join(target_cols)})
+            SELECT {', '.join(value_exprs)} FROM _typed WHERE len(_problems) = 0 ORDER BY _row"""
+    )
+    con.execute(
+        """INSERT INTO quarantine SELECT ?, _row, ?, array_to_string(_problems, '; '), 'ingest', ?
+           FROM _typed WHERE len(_problems) > 0 ORDER BY _row""",
+        [source, spec.name, partition],
+    )
+    loaded, quarantined = con.execute(
+        "SELECT count(*) FILTER (WHERE len(_problems) = 0), count(*) FILTER (WHERE len(_problems) > 0) FROM _typed"
+    ).fetchone()
+    quarantined += len(rejected_lines)
+    result = FileResult(
+        source_file=source,
+        table=spec.name,
+        rows_in=loaded + quarantined,
+        rows_loaded=loaded,
+        rows_quarantined=quarantined,
+        dropped_columns=dropped,
+    )
+    con.execute(
+        "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
+        [source, spec.name, partition, f.fmt, result.rows_in, loaded, quarantined, dropped],
+    )
+    for t in ("_staged", "_typed", "_rejects", "_reject_scans", "_reject_lines"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout detection (CONTRACT.md §1: --input-format auto|native|claims|fhir)
+
+FORMATS = ("auto", "native", "claims", "fhir")
+
+
+def detect_format(input_dir: Path, requested: str = "auto") -> str:
+    """The layout of `input_dir`; InputError with a one-line reason when it has none we can read."""
+    input_dir = Path(input_dir)
+    if requested not in FORMATS:
+        raise InputError(f"{input_dir}: unknown input format {requested!r} (use one of {', '.join(FORMATS)})")
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input directory does not exist")
+    names = {p.name.lower() for p in input_dir.iterdir() if p.is_file()}
+    found = []
+    if discover_native_files(input_dir):
+        found.append("native")
+    if "medical_claim.csv" in names or "medical_claim.parquet" in names:
+        found.append("claims")
+    if any(n.endswith(".ndjson") or n.endswith(".ndjson.gz") for n in names):
+        found.append("fhir")
+    fmt = requested if requested != "auto" else (found[0] if len(found) == 1 else None)
+    if requested == "auto" and not found:
+        raise InputError(
+            f"{input_dir}: no input files of a known layout (expected referrals/scans CSV or Parquet, "
+            "medical_claim.csv, or FHIR NDJSON)"
+        )
+    if requested == "auto" and len(found) > 1:
+        raise InputError(f"{input_dir}: holds files of several layouts ({', '.join(found)}); pass --input-format")
+    if fmt in ("claims", "fhir"):
+        raise InputError(f"{input_dir}: the {fmt} layout is not supported by this version (native only)")
+    return fmt
+
+
+def preflight_native(input_dir: Path) -> list[InputFile]:
+    """Check a native input before any run starts: required tables present, every header readable and complete."""
+    import duckdb
+
+    files = discover_native_files(input_dir)
+    tables = {f.table for f in files}
+    for table in ("referrals", "scans"):
+        if table not in tables:
+            raise InputError(f"{input_dir}: no {table} file (expected {table}.csv, {table}_<date>.csv or .parquet)")
+    con = duckdb.connect()
+    try:
+        for f in files:
+            check_columns(f, read_header(con, f))
+    finally:
+        con.close()
+    return files

@@ -1,0 +1,113 @@
+"""The dashboard index page: what was loaded, quarantined and classified, for a person to read.
+
+Self-contained HTML (inline CSS, no scripts or network), so it opens offline on a hospital intranet.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+CATEGORY_ORDER = ["indicated", "potentially_unnecessary", "insufficient_information", "out_of_scope"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
+header{background:#0b3c5d;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;opacity:.85;font-size:14px}
+main{padding:24px 32px;max-width:1100px}
+section{background:#fff;border-radius:8px;padding:16px 20px;margin-bottom:20px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:17px;margin:0 0 12px}
+.tiles{display:flex;gap:16px;flex-wrap:wrap}
+.tile{flex:1;min-width:170px;background:#fff;border-radius:8px;padding:14px 18px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.tile .n{font-size:28px;font-weight:600} .tile .l{font-size:13px;color:#52606d}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7eb} th{color:#52606d;font-weight:600}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.note{font-size:13px;color:#52606d} .warn{color:#9a3412}
+"""
+
+
+def _num(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else html.escape(str(n))
+
+
+def _table(headers: list[str], rows: list[tuple], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f'<th class="{"num" if i in numeric else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td class="{"num" if i in numeric else ""}">{_num(v) if v is not None else "–"}</td>'
+            for i, v in enumerate(r)
+        ) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def gather(con) -> dict:
+    """The figures the index page shows, read from the warehouse."""
+    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    return {
+        "tables": q(
+            """SELECT table_name, count(DISTINCT source_file), sum(rows_in), sum(rows_loaded), sum(rows_quarantined)
+               FROM ingest_files GROUP BY ALL ORDER BY 1"""
+        ),
+        "regions": q(
+            """SELECT body_region, count(*) AS n FROM scan_links GROUP BY body_region
+               ORDER BY list_position(['lumbar', 'cervical', 'thoracic', 'other'], body_region)"""
+        ),
+        "links": q("SELECT link_method, count(*) FROM scan_links GROUP BY ALL ORDER BY 2 DESC"),
+        "categories": q(
+            """SELECT rule_set, rule_set_version, category, count(*) FROM mri_classification
+               GROUP BY ALL ORDER BY rule_set, category"""
+        ),
+        "awaiting": con.execute(
+            """SELECT count(*) FROM scan_links l WHERE NOT EXISTS
+               (SELECT 1 FROM mri_classification m WHERE m.scan_id = l.scan_id)"""
+        ).fetchone()[0],
+        "quarantine": q("SELECT table_name, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 3 DESC LIMIT 15"),
+        "period": con.execute("SELECT min(scan_date), max(scan_date) FROM scan_links").fetchone(),
+    }
+
+
+def render_index(figures: dict, generated_at: datetime | None = None) -> str:
+    generated_at = generated_at or datetime.now(timezone.utc)
+    scans_total = sum(n for _, n in figures["regions"])
+    spine = sum(n for region, n in figures["regions"] if region != "other")
+    quarantined = sum(r[4] or 0 for r in figures["tables"])
+    start, end = figures["period"]
+    period = f"{start} to {end}" if start else "no scans loaded"
+    tiles = [
+        (scans_total, "scans loaded"),
+        (spine, "spine MRIs (cervical, thoracic, lumbar)"),
+        (quarantined, "input rows quarantined"),
+        (figures["awaiting"], "spine MRIs awaiting clinical criteria"),
+    ]
+    tiles_html = "".join(f'<div class="tile"><div class="n">{_num(n)}</div><div class="l">{html.escape(label)}</div></div>' for n, label in tiles)
+    quarantine_html = (
+        _table(["table", "reason", "rows"], figures["quarantine"], numeric={2})
+        if figures["quarantine"]
+        else '<p class="note">No rows were quarantined.</p>'
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Spine MRI utilization audit</title><style>{_CSS}</style></head>
+<body>
+<header><h1>Spine MRI utilization audit</h1>
+<p>Scans dated {html.escape(period)} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}</p></header>
+<main>
+<div class="tiles">{tiles_html}</div>
+<section><h2>Rows loaded per table</h2>
+{_table(["table", "files", "rows in", "loaded", "quarantined"], figures["tables"], numeric={1, 2, 3, 4})}
+<p class="note">Every input row is either loaded or quarantined with a reason; the reasons are in
+<code>quality/quarantine.csv</code>, the per-file counts in <code>quality/reconciliation.csv</code>.</p></section>
+<section><h2>Scans by body region</h2>{_table(["body region", "scans"], figures["regions"], numeric={1})}</section>
+<section><h2>Scan-to-referral links</h2>{_table(["link", "scans"], figures["links"], numeric={1})}
+<p class="note">explicit: the scan names its referral · inferred_90d: the patient's latest referral for the same
+region in the 90 days before the scan · none: classified from the scan's own codes and history.</p></section>
+<section><h2>Classification by rule set</h2>
+{_table(["rule set", "version", "category", "scans"], figures["categories"], numeric={3})}
+<p class="note">One row per scan per rule set. Spine MRIs not listed here await the clinical criteria of a later
+rule-set version.</p></section>
+<section><h2>Quarantine: most frequent reasons</h2>{quarantine_html}</section>
+</main></body></html>
+"""

@@ -1,0 +1,70 @@
+"""Resources shared by every stage: the landing directory and the DuckDB warehouse."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from assets.settings import load_settings
+
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Where input files arrive, and which layout they follow."""
+
+    input_dir: str
+    input_format: str = "auto"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.input_dir)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The output tree; its `warehouse.duckdb` is the one store every stage reads and writes.
+
+    DuckDB allows one writing process at a time, so every asset that writes shares the `duckdb_writer` pool
+    and opens the database only for the duration of its step.
+    """
+
+    output_dir: str
+    # DuckDB memory cap; spills to disk beyond it. Empty means DuckDB's default (80% of RAM).
+    memory_limit: str = ""
+    threads: int = 0
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / WAREHOUSE_FILE
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        import duckdb  # deferred: keeps `dagster dev` code loading fast
+
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.database_path), read_only=read_only)
+        try:
+            if self.memory_limit:
+                con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            if self.threads:
+                con.execute(f"SET threads = {int(self.threads)}")
+            spill = self.root / ".duckdb_tmp"
+            con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+            yield con
+        finally:
+            con.close()
+
+
+def default_resources() -> dict:
+    settings = load_settings()
+    return {
+        "landing": LandingResource(input_dir=settings.input_dir, input_format=settings.input_format),
+        "warehouse": WarehouseResource(output_dir=settings.output_dir),
+    }

@@ -1,0 +1,66 @@
+"""A Dagster logger for people at a terminal: one line per step, its row counts, warnings and failures.
+
+The CLI selects it in the run config (`loggers: {progress: {}}`); `dagster dev` keeps Dagster's own console log.
+"""
+
+import logging
+import sys
+import time
+
+import dagster as dg
+
+_STAGE_OF_GROUP = {"ingest": "ingest", "quality": "quality", "classify": "classify", "publish": "publish"}
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+        self.started: dict[str, float] = {}
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", {}) or {}
+        event = meta.get("dagster_event")
+        step = meta.get("step_key") or ""
+        name = step.split("[")[0]
+        if event is None:
+            # Messages logged by the assets themselves.
+            if record.levelno >= logging.WARNING:
+                self._write(f"    ! {meta.get('orig_message', record.getMessage())}")
+            elif record.levelno >= logging.INFO and step:
+                self._write(f"    {meta.get('orig_message', record.getMessage())}")
+            return
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            self.started[step] = time.perf_counter()
+            self._write(f"  -> {name}")
+        elif kind == "STEP_SUCCESS":
+            seconds = time.perf_counter() - self.started.get(step, time.perf_counter())
+            self._write(f"  ok {name} ({seconds:.1f} s)")
+        elif kind == "STEP_FAILURE":
+            error = event.step_failure_data.error if event.step_failure_data else None
+            message = _root_message(error) if error else "failed"
+            self._write(f"  FAILED {name}: {message}")
+        elif kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            status = "passed" if evaluation.passed else "FAILED"
+            self._write(f"    check {evaluation.check_name}: {status}")
+
+
+def _root_message(error) -> str:
+    """The innermost user error's first line: what went wrong, without Dagster's wrapping."""
+    while error.cause is not None:
+        error = error.cause
+    return (error.message or "").strip().splitlines()[0] if error.message else error.cls_name
+
+
+@dg.logger(description="Concise progress lines for the imaging-audit CLI.")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    # DEBUG: Dagster logs step events at that level; the handler picks what a person needs.
+    logger = logging.Logger("imaging_audit_progress", level=logging.DEBUG)
+    logger.addHandler(_ProgressHandler(sys.stdout))
+    return logger
