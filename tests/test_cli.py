@@ -59,15 +59,23 @@ def test_run_writes_the_contract_outputs(small_input, tmp_path):
     con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
     try:
         table_rows = con.execute("SELECT count(*) FROM mri_classification").fetchone()[0]
-        decided = con.execute("SELECT scan_id, category FROM mri_classification ORDER BY 1").fetchall()
+        decided = con.execute(
+            "SELECT scan_id, category FROM mri_classification WHERE rule_set = 'standard' ORDER BY 1"
+        ).fetchall()
+        rule_sets = con.execute("SELECT count(DISTINCT rule_set) FROM mri_classification").fetchone()[0]
         quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     finally:
         con.close()
     csv_rows = (out / "exports/mri_classification.csv").read_text().strip().splitlines()
     assert len(csv_rows) - 1 == table_rows
-    assert decided == [("S2", "out_of_scope"), ("S3", "insufficient_information")]
+    # S1: back pain coded 13 days before the scan, no red flag; S2: brain MRI; S3: nothing to judge by.
+    assert decided == [
+        ("S1", "potentially_unnecessary"), ("S2", "out_of_scope"), ("S3", "insufficient_information")
+    ]
+    assert table_rows == 3 * rule_sets
     assert quarantined == 2
     assert "quarantined" in (out / "dashboards/index.html").read_text()
+    # One row per scan per rule set: S4 was quarantined, so three scans.
     assert not list(out.glob(".staging-*")) and not list(out.glob(".previous-*"))
 
 

@@ -1,11 +1,18 @@
-"""Rule sets are versioned YAML files in `guidelines/rule_sets/`; this module finds and reads them."""
+"""Rule sets are versioned YAML files in `guidelines/rule_sets/`; this module finds and reads them.
+
+A rule set has a `name`, a semantic `version`, `parameters` (named windows and thresholds), and ordered `rules`
+(id, when, category, reason, description, citation). `extends: other` takes the other rule set's parameters as
+defaults; the rules are always the file's own.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GUIDELINES_DIR = Path(__file__).resolve().parents[2] / "guidelines"
+CATEGORIES = ("indicated", "potentially_unnecessary", "insufficient_information", "out_of_scope")
+RULE_KEYS = {"id", "when", "category", "reason", "description", "citation"}
 
 
 @dataclass(frozen=True)
@@ -15,29 +22,71 @@ class RuleSet:
     title: str
     rules: tuple[dict, ...]
     path: Path
+    parameters: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def _read(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    for key in ("name", "version", "rules"):
+        if key not in data:
+            raise ValueError(f"{path}: missing {key!r}")
+    for i, rule in enumerate(data["rules"], start=1):
+        missing = RULE_KEYS - set(rule)
+        if missing:
+            raise ValueError(f"{path}: rule {i} ({rule.get('id', '?')}) lacks {', '.join(sorted(missing))}")
+        if rule["category"] not in CATEGORIES:
+            raise ValueError(f"{path}: rule {rule['id']}: category must be one of {', '.join(CATEGORIES)}")
+    return data
 
 
 def load_rule_sets(names: list[str] | None = None, directory: Path | None = None) -> list[RuleSet]:
     """All rule sets (or the named ones, in the order given); ValueError naming an unknown rule set."""
-    import yaml
-
     directory = directory or GUIDELINES_DIR / "rule_sets"
-    available = {}
+    raw = {}
     for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        available[data["name"]] = RuleSet(
-            name=data["name"],
+        data = _read(path)
+        raw[data["name"]] = (data, path)
+
+    def parameters(name: str, seen: tuple[str, ...] = ()) -> dict:
+        data, path = raw[name]
+        base = data.get("extends")
+        if base is None:
+            return dict(data.get("parameters") or {})
+        if base not in raw or base in seen:
+            raise ValueError(f"{path}: extends unknown or circular rule set {base!r}")
+        return {**parameters(base, seen + (name,)), **(data.get("parameters") or {})}
+
+    available = {
+        name: RuleSet(
+            name=name,
             version=str(data["version"]),
-            title=data.get("title", data["name"]),
-            rules=tuple(data.get("rules", [])),
+            title=data.get("title", name),
+            rules=tuple(data["rules"]),
             path=path,
+            parameters=parameters(name),
+            description=" ".join(str(data.get("description", "")).split()),
         )
+        for name, (data, path) in raw.items()
+    }
     if not names:
         # `standard` first: it is the default every report leads with.
         return sorted(available.values(), key=lambda r: (r.name != "standard", r.name))
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ValueError(
-            f"unknown rule set {', '.join(unknown)} (available: {', '.join(sorted(available))})"
-        )
+        raise ValueError(f"unknown rule set {', '.join(unknown)} (available: {', '.join(sorted(available))})")
     return [available[n] for n in names]
+
+
+def load_coded_features(path: Path | None = None) -> dict:
+    import yaml
+
+    path = path or GUIDELINES_DIR / "features.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["coded_features"]

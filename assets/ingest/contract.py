@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # text | date | datetime | integer | codes | enum
+    kind: str  # text | code | codes | date | datetime | integer | enum
     required: bool = False
     allowed: tuple[str, ...] = ()  # for enum columns: the contract's value set
     description: str = ""
@@ -98,7 +98,7 @@ CLINICAL_EVENTS = TableSpec(
         Column("event_date", "date", True),
         Column("event_type", "enum", True, allowed=EVENT_TYPES),
         Column("code_system", "enum", True, allowed=CODE_SYSTEMS),
-        Column("code", "text", True),
+        Column("code", "code", True, description="the code, stored upper-case without dots"),
         Column("days_supply", "integer", description="for medications"),
     ),
 )

@@ -120,6 +120,9 @@ def _typed_expr(c: Column) -> tuple[str, str, str | None]:
     missing = f"CASE WHEN {raw} IS NULL THEN '{c.name} is missing' END" if c.required else None
     if c.kind == "text":
         return "VARCHAR", raw, missing
+    if c.kind == "code":
+        # One code, compared like the value sets: upper case, no dots (M54.50 and m5450 are the same code).
+        return "VARCHAR", f"upper(replace({raw}, '.', ''))", missing
     if c.kind in ("date", "datetime"):
         # ISO 8601 only: 2026-03-14, optionally followed by a time. Impossible dates (2026-02-30) fail the cast.
         expr = (

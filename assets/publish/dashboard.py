@@ -17,7 +17,7 @@ header h1{margin:0;font-size:22px} header p{margin:4px 0 0;opacity:.85;font-size
 main{padding:24px 32px;max-width:1100px}
 section{background:#fff;border-radius:8px;padding:16px 20px;margin-bottom:20px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:17px;margin:0 0 12px}
-.tiles{display:flex;gap:16px;flex-wrap:wrap}
+.tiles{display:flex;gap:16px;flex-wrap:wrap;margin-bottom:20px}
 .tile{flex:1;min-width:170px;background:#fff;border-radius:8px;padding:14px 18px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .tile .n{font-size:28px;font-weight:600} .tile .l{font-size:13px;color:#52606d}
 table{border-collapse:collapse;width:100%;font-size:14px}
