@@ -20,7 +20,7 @@ from pipelines.sensors import landing_changes, landing_sensor
 from tests.conftest import REPO_ROOT, event, referral, scan, write_csv
 
 EXPECTED_ASSETS = {
-    "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification",
+    "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification", "hedis_lbp",
     "classification_export", "utilization_dashboard",
 }
 

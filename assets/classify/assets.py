@@ -77,4 +77,32 @@ def mri_classification(
     )
 
 
-classify_assets = [mri_classification]
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"duckdb"},
+    deps=[scan_links, clinical_events],
+    pool=WRITER_POOL,
+)
+def hedis_lbp(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """HEDIS Use of Imaging Studies for Low Back Pain, one row per patient and measurement year: index episode
+    start, age, exclusions, and lumbar imaging within 28 days. The published rate is 1 - numerator/denominator."""
+    from assets.classify.measures import build_hedis_lbp
+    from assets.classify.rule_sets import load_rule_sets
+    from assets.classify.value_sets import load_value_sets
+
+    (standard,) = load_rule_sets(["standard"])
+    with warehouse.connect() as con:
+        load_value_sets(con)
+        measure = build_hedis_lbp(con, standard.parameters)
+    context.log.info(
+        f"HEDIS LBP: {measure['denominator']:,} episodes in the denominator, {measure['numerator']:,} imaged "
+        f"within 28 days"
+    )
+    return dg.MaterializeResult(
+        metadata={k: (dg.MetadataValue.float(v) if isinstance(v, float) else dg.MetadataValue.int(v or 0))
+                  for k, v in measure.items()}
+    )
+
+
+classify_assets = [mri_classification, hedis_lbp]
