@@ -81,10 +81,16 @@ def run_audit(
 
     fmt = detect_format(input_dir, input_format)
     files = preflight_native(input_dir)
+    from assets.classify.engine import validate_rule_set
+    from assets.classify.rule_sets import load_coded_features
+
     try:
         selected = load_rule_sets(rule_sets or None)
+        coded_features = load_coded_features()
+        for rule_set in selected:
+            validate_rule_set(rule_set, coded_features)
     except ValueError as exc:
-        raise InputError(f"--rule-set: {exc}") from None
+        raise InputError(str(exc) if "unknown rule set" not in str(exc) else f"--rule-set: {exc}") from None
     first, last = _partition_range(files)
 
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -446,3 +446,17 @@ def test_evidence_names_codes_dates_and_timing(tmp_path):
     assert "M54.50" in row["evidence"] and "25 days before the scan" in row["evidence"]
     row = classify(tmp_path / "b", referral_codes="M54.50;C7951", rule_set="standard")
     assert "C79.51 on the referral (" + day(3) + ")" in row["evidence"]
+
+
+def test_a_rule_naming_an_unknown_feature_is_reported_with_its_file(tmp_path):
+    from assets.classify.engine import validate_rule_set
+    from assets.classify.rule_sets import load_coded_features
+
+    (standard,) = load_rule_sets(["standard"])
+    broken = standard.__class__(**{**standard.__dict__, "rules": standard.rules + (
+        {"id": "x", "when": {"all": ["early", "sunburn"]}, "category": "indicated", "reason": "x",
+         "description": "", "citation": ""},)})
+    with pytest.raises(ValueError, match="standard.yaml: rule x: unknown feature 'sunburn'"):
+        validate_rule_set(broken, load_coded_features())
+    for rule_set in load_rule_sets():
+        validate_rule_set(rule_set, load_coded_features())  # the shipped rule sets are valid

@@ -65,6 +65,12 @@ def mri_classification(
     with warehouse.connect() as con:
         result = classify_scans(con, rule_sets)
         rows = con.execute("SELECT count(*) FROM mri_classification").fetchone()[0]
+        # How often each reason code fired, per rule set (any position in `reasons`).
+        hits = con.execute(
+            """SELECT rule_set, reason, count(*) FROM
+               (SELECT rule_set, unnest(string_split(reasons, ';')) AS reason FROM mri_classification)
+               GROUP BY ALL ORDER BY rule_set, 3 DESC"""
+        ).fetchall()
     if result["no_rule_applies"]:
         context.log.warning(f"{result['no_rule_applies']:,} scan verdicts matched no rule (reason no_rule_applies)")
     return dg.MaterializeResult(
@@ -72,6 +78,10 @@ def mri_classification(
             "rows": dg.MetadataValue.int(rows),
             "rule_sets": dg.MetadataValue.text(", ".join(f"{r.name} {r.version}" for r in rule_sets)),
             "no_rule_applies": dg.MetadataValue.int(result["no_rule_applies"]),
+            "reason_hits": dg.MetadataValue.md(
+                "| rule set | reason | scans |\n|---|---|---|\n"
+                + "\n".join(f"| {rs} | {reason} | {n:,} |" for rs, reason, n in hits)
+            ),
             **{f"category_{k}": dg.MetadataValue.int(v) for k, v in result["by_category"].items()},
         }
     )

@@ -79,6 +79,27 @@ def condition_features(expr) -> list[str]:
     return [name for a in arg for name in condition_features(a)]
 
 
+def validate_rule_set(rule_set: RuleSet, coded_features: dict) -> None:
+    """Raise ValueError naming the file when a rule uses an unknown feature or a parameter is missing."""
+    known = set(coded_features) | set(DERIVED_FEATURES)
+    for rule in rule_set.rules:
+        try:
+            compile_condition(rule["when"], known)
+        except ValueError as exc:
+            raise ValueError(f"{rule_set.path}: rule {rule['id']}: {exc}") from None
+    for feature, spec in coded_features.items():
+        for item in spec["concepts"]:
+            if item.get("lookback") is not None and item["lookback"] not in rule_set.parameters:
+                raise ValueError(f"{rule_set.path}: no parameter {item['lookback']!r} (used by feature {feature})")
+    needed = {"early_mri_days", "lbp_clean_period_days", "episode_link_lookback_days", "op8_pt_lookback_days",
+              "op8_chiro_lookback_days", "op8_em_min_days", "op8_em_max_days", "conservative_min_days",
+              "medication_trial_lookback_days", "steroid_lookback_days", "steroid_min_consecutive_days",
+              "repeat_mri_lookback_days", "elderly_min_age"}
+    missing = sorted(needed - set(rule_set.parameters))
+    if missing:
+        raise ValueError(f"{rule_set.path}: missing parameter(s) {', '.join(missing)}")
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 def build_context(con) -> None:

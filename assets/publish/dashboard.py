@@ -60,10 +60,11 @@ def gather(con) -> dict:
             """SELECT rule_set, rule_set_version, category, count(*) FROM mri_classification
                GROUP BY ALL ORDER BY rule_set, category"""
         ),
-        "awaiting": con.execute(
-            """SELECT count(*) FROM scan_links l WHERE NOT EXISTS
-               (SELECT 1 FROM mri_classification m WHERE m.scan_id = l.scan_id)"""
-        ).fetchone()[0],
+        "standard_share": con.execute(
+            """SELECT count(*) FILTER (WHERE category = 'potentially_unnecessary'),
+                      count(*) FILTER (WHERE category <> 'out_of_scope')
+               FROM mri_classification WHERE rule_set = 'standard'"""
+        ).fetchone(),
         "quarantine": q("SELECT table_name, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 3 DESC LIMIT 15"),
         "period": con.execute("SELECT min(scan_date), max(scan_date) FROM scan_links").fetchone(),
     }
@@ -76,11 +77,13 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     quarantined = sum(r[4] or 0 for r in figures["tables"])
     start, end = figures["period"]
     period = f"{start} to {end}" if start else "no scans loaded"
+    unnecessary, judged = figures["standard_share"]
+    share = f"{unnecessary / judged:.1%}" if judged else "–"
     tiles = [
         (scans_total, "scans loaded"),
         (spine, "spine MRIs (cervical, thoracic, lumbar)"),
+        (share, f"potentially unnecessary (standard rule set; {unnecessary:,} of {judged:,} spine MRIs)"),
         (quarantined, "input rows quarantined"),
-        (figures["awaiting"], "spine MRIs awaiting clinical criteria"),
     ]
     tiles_html = "".join(f'<div class="tile"><div class="n">{_num(n)}</div><div class="l">{html.escape(label)}</div></div>' for n, label in tiles)
     quarantine_html = (
@@ -106,8 +109,8 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
 region in the 90 days before the scan · none: classified from the scan's own codes and history.</p></section>
 <section><h2>Classification by rule set</h2>
 {_table(["rule set", "version", "category", "scans"], figures["categories"], numeric={3})}
-<p class="note">One row per scan per rule set. Spine MRIs not listed here await the clinical criteria of a later
-rule-set version.</p></section>
+<p class="note">One row per scan per rule set; the reasons and evidence of each verdict are in
+<code>exports/mri_classification.csv</code>.</p></section>
 <section><h2>Quarantine: most frequent reasons</h2>{quarantine_html}</section>
 </main></body></html>
 """
