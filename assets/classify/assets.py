@@ -36,8 +36,9 @@ def classify_scans(con, rule_sets) -> dict:
     con.execute(f"CREATE OR REPLACE TABLE mri_classification ({columns})")
     con.execute("DROP TABLE IF EXISTS scan_features")
     build_context(con)
+    cache: dict = {}
     for i, rule_set in enumerate(rule_sets):
-        classify_rule_set(con, rule_set, coded_features, create_features_table=(i == 0))
+        classify_rule_set(con, rule_set, coded_features, create_features_table=(i == 0), cache=cache)
     counts = dict(
         con.execute("SELECT category, count(*) FROM mri_classification GROUP BY ALL").fetchall()
     )

@@ -158,9 +158,38 @@ def _fact_text(prefix: str = "") -> str:
     )
 
 
-def build_features(con, rule_set: RuleSet, coded_features: dict) -> None:
+# Parameters used only by derived features or by the HEDIS measure: rule sets that differ only in these share
+# one computation of the base features.
+_DERIVED_ONLY_PARAMETERS = ("early_mri_days", "elderly_min_age")
+
+
+def _base_key(p: dict) -> str:
+    import json
+
+    return json.dumps(
+        {k: v for k, v in p.items() if k not in _DERIVED_ONLY_PARAMETERS and not k.startswith("hedis_")},
+        sort_keys=True,
+    )
+
+
+def build_features(con, rule_set: RuleSet, coded_features: dict, cache: dict | None = None) -> None:
     """Create `_features` for one rule set: one row per scan."""
     p = rule_set.parameters
+    key = _base_key(p)
+    if cache is None or cache.get("base_key") != key:
+        _build_base_features(con, p, coded_features)
+        if cache is not None:
+            cache["base_key"] = key
+    derived = ",\n".join(
+        f"({sql.format(**{k: _lit(v) if not isinstance(v, str) else v for k, v in p.items()})}) AS {name}"
+        for name, sql in DERIVED_FEATURES.items()
+        if name not in ("conservative_care", "repeat_mri")
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _features AS SELECT *, {derived} FROM _base_features")
+
+
+def _build_base_features(con, p: dict, coded_features: dict) -> None:
+    """The features that depend on the windows of a rule set but not on its rules: `_base_features`."""
     # Which concept makes which feature, and how far back it counts, under this rule set's parameters.
     con.execute("CREATE OR REPLACE TEMP TABLE _feature_concepts (feature VARCHAR, label VARCHAR, concept VARCHAR, lookback INTEGER)")
     rows = []
@@ -281,7 +310,8 @@ def build_features(con, rule_set: RuleSet, coded_features: dict) -> None:
     coded_cols = ",\n".join(f"coalesce(h.{f}, false) AS {f}, h.ev_{f}" for f in feature_names)
     contrast = ", ".join(f"'{c}'" for c in CONTRAST_CODES)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _features AS
+        f"""CREATE OR REPLACE TEMP TABLE _base_features AS
+        WITH joined AS (
         SELECT c.*, {coded_cols},
             coalesce(c.documented_onset,
                      CASE WHEN c.scan_date - e.last_pain_dx <= {_lit(p['episode_link_lookback_days'])}
@@ -301,23 +331,15 @@ def build_features(con, rule_set: RuleSet, coded_features: dict) -> None:
         LEFT JOIN _episodes e USING (scan_id)
         LEFT JOIN _indication i USING (scan_id)
         LEFT JOIN _care k USING (scan_id)
-        LEFT JOIN _prior_mri m USING (scan_id)"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _features AS
+        LEFT JOIN _prior_mri m USING (scan_id)
+        )
         SELECT *,
             CAST(scan_date - episode_start AS INTEGER) AS days_since_onset,
             care_pt OR care_chiro OR care_em OR care_medication_days >= {_lit(p['conservative_min_days'])}
                 AS conservative_care,
             care_pt OR care_chiro OR care_em AS op8_conservative_care
-        FROM _features"""
+        FROM joined"""
     )
-    derived = ",\n".join(
-        f"({sql.format(**{k: _lit(v) if not isinstance(v, str) else v for k, v in p.items()})}) AS {name}"
-        for name, sql in DERIVED_FEATURES.items()
-        if name not in ("conservative_care", "repeat_mri")
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _features AS SELECT *, {derived} FROM _features")
 
 
 def _evidence_sql(features: list[str], p: dict) -> str:
@@ -369,9 +391,11 @@ def _evidence_sql(features: list[str], p: dict) -> str:
     return "concat_ws('; ', " + ", ".join(parts) + ")"
 
 
-def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, create_features_table: bool = False) -> None:
+def classify_rule_set(
+    con, rule_set: RuleSet, coded_features: dict, create_features_table: bool = False, cache: dict | None = None
+) -> None:
     """Append this rule set's rows to `mri_classification` and `scan_features`."""
-    build_features(con, rule_set, coded_features)
+    build_features(con, rule_set, coded_features, cache)
     p = rule_set.parameters
     known = set(coded_features) | set(DERIVED_FEATURES)
     rules = list(rule_set.rules)
@@ -425,7 +449,7 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, create_featu
     )
     select = f"""SELECT {name} AS rule_set, {version} AS rule_set_version,
                   * EXCLUDE (referral_codes, scan_codes, reason_list, evidence_list, category)
-                  FROM _decided ORDER BY scan_id"""
+                  FROM _decided"""
     if create_features_table:
         con.execute(f"CREATE TABLE scan_features AS {select}")
     else:
