@@ -49,7 +49,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
         if not read_only:
             self.root.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.database_path), read_only=read_only)
+        # No progress bar: it would interleave with the run's own progress lines.
+        con = duckdb.connect(
+            str(self.database_path), read_only=read_only, config={"enable_progress_bar": False}
+        )
         try:
             if self.memory_limit:
                 con.execute(f"SET memory_limit = '{self.memory_limit}'")
