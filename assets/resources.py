@@ -49,11 +49,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
         if not read_only:
             self.root.mkdir(parents=True, exist_ok=True)
-        # No progress bar: it would interleave with the run's own progress lines.
-        con = duckdb.connect(
-            str(self.database_path), read_only=read_only, config={"enable_progress_bar": False}
-        )
+        con = duckdb.connect(str(self.database_path), read_only=read_only)
         try:
+            # No progress bar: it would interleave with the run's own progress lines.
+            con.execute("SET enable_progress_bar = false")
             if self.memory_limit:
                 con.execute(f"SET memory_limit = '{self.memory_limit}'")
             if self.threads:
