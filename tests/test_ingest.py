@@ -30,8 +30,8 @@ FULL_ROWS = {
         "expected": {
             "referral_id": "R9", "patient_id": "P9", "referral_date": dt.date(2025, 3, 1),
             "requested_procedure_code": "72148", "diagnosis_codes": ["M5416", "M5450", "G834"],
-            # Ages are stored as given here; the privacy gate caps them (90 = 90 or older).
-            "patient_age": 95, "patient_sex": "F", "symptom_onset_date": dt.date(2025, 1, 15),
+            # 95 is stored as 90: "90 or older" (HIPAA Safe Harbor).
+            "patient_age": 90, "patient_sex": "F", "symptom_onset_date": dt.date(2025, 1, 15),
             "referring_provider_id": "DR7", "referring_specialty": "primary_care", "care_setting": "outpatient",
             "facility_id": "F03", "clinical_indication": "LBP with L5 radiating pain, 6 weeks",
         },

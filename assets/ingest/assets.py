@@ -44,10 +44,11 @@ def _ingest_table(
                 "AND load_partition BETWEEN ? AND ?",
                 [table, first, last],
             )
-            con.execute(
-                "DELETE FROM ingest_files WHERE table_name = ? AND load_partition BETWEEN ? AND ?",
-                [table, first, last],
-            )
+            for bookkeeping in ("ingest_files", "privacy_findings"):
+                con.execute(
+                    f"DELETE FROM {bookkeeping} WHERE table_name = ? AND load_partition BETWEEN ? AND ?",
+                    [table, first, last],
+                )
             for f in files:
                 result = load_file(con, f, partition_for(f.drop_date))
                 results.append(result)
@@ -55,6 +56,17 @@ def _ingest_table(
                     f"{f.name}: {result.rows_in:,} rows in, {result.rows_loaded:,} loaded, "
                     f"{result.rows_quarantined:,} quarantined"
                 )
+                findings = con.execute(
+                    """SELECT action, column_name, string_agg(kind || ' ' || rows, ', ' ORDER BY kind), sum(rows)
+                       FROM (SELECT action, column_name, kind, sum(rows) AS rows FROM privacy_findings
+                             WHERE source_file = ? AND load_partition = ? GROUP BY ALL)
+                       GROUP BY ALL ORDER BY 1, 2""",
+                    [f.name, partition_for(f.drop_date)],
+                ).fetchall()
+                for action, column, kinds, n in findings:
+                    context.log.warning(
+                        f"{f.name}: {action} {n:,} identifier-like value(s) in {column} ({kinds})"
+                    )
                 if result.dropped_columns:
                     context.log.warning(
                         f"{f.name}: dropped {len(result.dropped_columns)} column(s) outside the contract: "

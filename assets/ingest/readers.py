@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assets.ingest import identifiers
 from assets.ingest.contract import TABLES, Column, TableSpec
 
 # `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz` ...
@@ -223,6 +224,11 @@ def ensure_tables(con) -> None:
             stage VARCHAR, load_partition VARCHAR)"""
     )
     con.execute(
+        """CREATE TABLE IF NOT EXISTS privacy_findings (
+            source_file VARCHAR, table_name VARCHAR, column_name VARCHAR, kind VARCHAR, action VARCHAR,
+            rows BIGINT, load_partition VARCHAR)"""
+    )
+    con.execute(
         """CREATE TABLE IF NOT EXISTS ingest_files (
             source_file VARCHAR, table_name VARCHAR, load_partition VARCHAR, file_format VARCHAR,
             rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, dropped_columns VARCHAR[],
@@ -285,7 +291,17 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
         typed[c.name] = expr if c.name in present else "NULL"
         if problem:
             problems.append(problem)
+        if c.name in present and c.kind in ("text", "code", "codes", "enum") and c.name not in identifiers.FREE_TEXT_COLUMNS:
+            problems.append(identifiers.problem_expr(c.name, _raw(c.name)))
     problems += _table_problems(spec, typed)
+    stored = dict(typed)
+    masked_kinds = "[]"
+    for name in identifiers.FREE_TEXT_COLUMNS & set(present):
+        stored[name] = identifiers.mask_expr(typed[name])
+        masked_kinds = identifiers.found_kinds_expr(_raw(name))
+    if spec.name == "referrals" and "patient_age" in present:
+        # Ages over 89 are reported as 90 ("90 or older"), as HIPAA Safe Harbor requires.
+        stored["patient_age"] = f"CASE WHEN ({typed['patient_age']}) > 89 THEN 90 ELSE ({typed['patient_age']}) END"
 
     # Spreadsheet row of the k-th parsed record: k + 1, plus the rejected lines that come before it.
     # (Rejected line L_i, sorted, precedes accepted record k exactly when L_i - i <= k.)
@@ -323,8 +339,8 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
     scan_raw = f", {_raw('scan_date')} AS scan_date_raw" if spec.name == "scans" else ""
     con.execute(
         f"""CREATE TEMP TABLE _typed AS
-            SELECT {', '.join(f'{typed[c]} AS "{c}"' for c in spec.names)}{scan_raw},
-                   {row_expr} AS _row, {problem_list} AS _problems
+            SELECT {', '.join(f'{stored[c]} AS "{c}"' for c in spec.names)}{scan_raw},
+                   {row_expr} AS _row, {problem_list} AS _problems, {masked_kinds} AS _masked
             FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record FROM _staged) s"""
     )
     con.execute(
@@ -339,6 +355,19 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
     loaded, quarantined = con.execute(
         "SELECT count(*) FILTER (WHERE len(_problems) = 0), count(*) FILTER (WHERE len(_problems) > 0) FROM _typed"
     ).fetchone()
+    # What the identifier guard did in this file: counts only, never the values.
+    free_text = ", ".join(sorted(identifiers.FREE_TEXT_COLUMNS & set(present))) or None
+    con.execute(
+        """INSERT INTO privacy_findings
+           SELECT ?, ?, ?, kind, 'masked', count(*), ? FROM (
+               SELECT unnest(_masked) AS kind FROM _typed WHERE len(_problems) = 0) GROUP BY kind
+           UNION ALL
+           SELECT ?, ?, x['c'], unnest(string_split(x['k'], ', ')), 'quarantined', 1, ? FROM (
+               SELECT regexp_extract(p, '^([a-z_]+) looks like a direct identifier [(](.*)[)]$', ['c', 'k']) AS x
+               FROM (SELECT unnest(_problems) AS p FROM _typed)
+               WHERE p LIKE '% looks like a direct identifier (%')""",
+        [source, spec.name, free_text, partition, source, spec.name, partition],
+    )
     quarantined += len(rejected_lines)
     result = FileResult(
         source_file=source,

@@ -18,8 +18,9 @@ OWNERS = ["team:data-engineering"]
     pool=WRITER_POOL,
 )
 def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """`quality/quarantine.csv` (source file, source row, table, reason: every row kept out of the warehouse) and
-    `quality/reconciliation.csv` (per file: rows in = rows loaded + rows quarantined)."""
+    """`quality/quarantine.csv` (source file, source row, table, reason: every row kept out of the warehouse),
+    `quality/reconciliation.csv` (per file: rows in = rows loaded + rows quarantined) and
+    `quality/privacy_findings.csv` (identifier-like values masked or quarantined, counts only)."""
     from assets.ingest.readers import ensure_tables
     from assets.publish.files import copy_query_to_csv
 
@@ -38,6 +39,12 @@ def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "rows_in = rows_loaded + rows_quarantined AS reconciled, array_to_string(dropped_columns, ';') "
             "AS dropped_columns FROM ingest_files ORDER BY table_name, source_file",
             quality_dir / "reconciliation.csv",
+        )
+        copy_query_to_csv(
+            con,
+            "SELECT source_file, table_name AS \"table\", column_name, kind, action, sum(rows) AS rows "
+            "FROM privacy_findings GROUP BY ALL ORDER BY ALL",
+            quality_dir / "privacy_findings.csv",
         )
         unreconciled = con.execute(
             "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined"

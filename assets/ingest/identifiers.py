@@ -1,0 +1,70 @@
+"""The identifier guard: direct identifiers never reach the warehouse.
+
+Inputs are meant to be anonymized already, but the pipeline does not trust that. Before a row is stored:
+
+- free text (`clinical_indication`) keeps its clinical words, with every match of an identifier pattern replaced by
+  a marker such as `[phone]`;
+- any other column whose value looks like a direct identifier sends the row to the quarantine, with a reason
+  naming the column and the kind of identifier (never the value);
+- columns outside the contract are dropped before anything is stored (see `readers.check_columns`).
+
+The patterns are RE2 regular expressions evaluated by DuckDB, so the guard is set-based like the rest of
+ingestion. They favour catching identifiers over sparing the odd clinical phrase.
+"""
+
+from __future__ import annotations
+
+# kind -> pattern. Order matters for masking: the more specific patterns run first.
+PATTERNS: dict[str, str] = {
+    "email": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
+    "ssn": r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
+    "phone": r"(?:\+?1[\-. ]?)?(?:\(\d{3}\)\s?|\b\d{3}[\-. ])\d{3}[\-. ]\d{4}\b",
+    "mrn": r"(?i)\b(?:mrn|medical\s+record(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*[A-Z0-9\-]{3,}",
+    "birth_date": (
+        r"(?i)\b(?:dob|d\.o\.b\.?|date\s+of\s+birth|born(?:\s+on)?)\s*[:\-]?\s*"
+        r"(?:\d{1,4}[\-/.]\d{1,2}[\-/.]\d{1,4}|[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{4}|\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4})"
+    ),
+    "address": (
+        r"(?i)\b\d{1,6}\s+(?:[A-Za-z0-9]+\s+){1,4}"
+        # No "dr", "ct" or "pl": in clinical text they mean doctor, CT and plan far more often than an address.
+        r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|drive|court|way|place|terrace|circle|"
+        r"highway|hwy|parkway|pkwy)\b\.?"
+    ),
+    "name": (
+        r"\b(?:Mr|Mrs|Ms|Miss|Mx)\.?\s+[A-Z][A-Za-z'\-]+(?:\s+[A-Z][A-Za-z'\-]+)?"
+        r"|(?i:\b(?:patient|pt)\s+name\b|\bname)\s*[:=]\s*[A-Za-z'\-]+(?:\s+[A-Za-z'\-]+)?"
+    ),
+}
+
+# Columns that hold free text: identifiers in them are masked, the rest of the text is kept.
+FREE_TEXT_COLUMNS = {"clinical_indication"}
+
+
+def _sql(pattern: str) -> str:
+    return "'" + pattern.replace("'", "''") + "'"
+
+
+def mask_expr(value_sql: str) -> str:
+    """SQL replacing every identifier-looking span of a text with `[kind]`."""
+    expr = value_sql
+    for kind, pattern in PATTERNS.items():
+        expr = f"regexp_replace({expr}, {_sql(pattern)}, '[{kind}]', 'g')"
+    return expr
+
+
+def found_kinds_expr(value_sql: str) -> str:
+    """SQL listing the identifier kinds a text contains (an empty list when none)."""
+    items = ", ".join(
+        f"CASE WHEN regexp_matches({value_sql}, {_sql(pattern)}) THEN '{kind}' END"
+        for kind, pattern in PATTERNS.items()
+    )
+    return f"list_filter([{items}], lambda x: x IS NOT NULL)"
+
+
+def problem_expr(column: str, value_sql: str) -> str:
+    """SQL giving a quarantine reason when a structured value looks like a direct identifier."""
+    kinds = found_kinds_expr(value_sql)
+    return (
+        f"CASE WHEN {value_sql} IS NOT NULL AND len({kinds}) > 0 THEN "
+        f"'{column} looks like a direct identifier (' || array_to_string({kinds}, ', ') || ')' END"
+    )
