@@ -76,16 +76,19 @@ def read_header(con, f: InputFile) -> list[str]:
         else:
             if f.path.stat().st_size == 0:
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
-            with open(f.path, newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), None)
-            if not header:
+            # Only the header line is decoded here; a bad byte further down quarantines just its row.
+            with open(f.path, "rb") as fh:
+                first = fh.readline(1_000_000)
+            text = first.decode("utf-8-sig")
+            header = next(csv.reader([text]), None)
+            if not header or not "".join(header).strip():
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
             return [c.strip().lower() for c in header]
         columns = [c.strip().lower().lstrip("\ufeff") for c in rel.columns]
     except InputError:
         raise
     except UnicodeDecodeError:
-        raise InputError(f"{f.path}: is not UTF-8 text") from None
+        raise InputError(f"{f.path}: the header row is not UTF-8 text") from None
     except Exception as exc:  # duckdb raises several error classes for unreadable files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{f.path}: cannot be read ({first_line})") from None
@@ -95,6 +98,9 @@ def read_header(con, f: InputFile) -> list[str]:
 def check_columns(f: InputFile, columns: list[str]) -> list[str]:
     """Raise InputError naming the file and the first missing required column; return the extra columns."""
     spec = TABLES[f.table]
+    repeated = sorted({c for c in columns if columns.count(c) > 1 and c})
+    if repeated:
+        raise InputError(f"{f.path}: column {', '.join(repr(c) for c in repeated)} appears more than once in the header")
     missing = [c for c in spec.required if c not in columns]
     if missing:
         hint = ""
@@ -236,6 +242,32 @@ def ensure_tables(con) -> None:
     )
 
 
+def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
+    """Read a CSV file as text into `_staged`; records that do not parse go to `_rejects` with their line.
+
+    DuckDB's strict parser rejects malformed records one by one, but a few byte sequences (a lone carriage
+    return amid newline-ended lines) stop it altogether; the lenient parser then reads the file instead.
+    """
+    import duckdb
+
+    declared = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)
+    for strict in ("true", "false"):
+        for table in ("_staged", "_rejects", "_reject_scans"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        try:
+            con.execute(
+                f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
+                    header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
+                    columns={{{declared}}}, strict_mode={strict}, ignore_errors=true, store_rejects=true,
+                    rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000)"""
+            )
+            return
+        except duckdb.InvalidInputException as exc:
+            if strict == "false":
+                first = str(exc).strip().splitlines()[0]
+                raise InputError(f"{f.path}: cannot be parsed as CSV ({first})") from None
+
+
 @dataclass
 class FileResult:
     source_file: str
@@ -265,13 +297,7 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
         )
         rejected_lines: list[int] = []
     else:
-        con.execute(
-            f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
-                header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
-                columns={{{', '.join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)}}},
-                strict_mode=true, ignore_errors=true, store_rejects=true,
-                rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000)"""
-        )
+        _stage_csv(con, f, columns, select_cols)
         # A record can fail more than one way; one quarantine row per record, reasons joined.
         rejected_lines = [
             r[0] for r in con.execute("SELECT DISTINCT line FROM _rejects ORDER BY line").fetchall()
