@@ -238,3 +238,28 @@ def test_several_files_per_table_and_drop_dates_from_file_names(tmp_path):
         ("scans_2025-03-14.csv", "scans", "2025-03-14"),
         ("scans.part0002.csv", "scans", None),
     }
+
+
+def test_duplicate_ids_within_a_partition_are_quarantined_first_row_stands(tmp_path, con):
+    write_csv(tmp_path / "scans.csv", [scan(scan_id="S1"), scan(scan_id="S2"), scan(scan_id="S1")])
+    write_csv(tmp_path / "scans.part0002.csv", [scan(scan_id="S2"), scan(scan_id="S3")])
+    ensure_tables(con)
+    results = [load_file(con, f, "2025-01-01") for f in discover_native_files(tmp_path)]
+    assert [(r.rows_in, r.rows_loaded, r.rows_quarantined) for r in results] == [(3, 2, 1), (2, 1, 1)]
+    assert con.execute("SELECT list(scan_id ORDER BY scan_id) FROM scans").fetchone()[0] == ["S1", "S2", "S3"]
+    assert con.execute("SELECT source_file, source_row, reason FROM quarantine ORDER BY 1, 2").fetchall() == [
+        ("scans.csv", 4, "duplicate scan_id: an earlier row of this file has the same id"),
+        ("scans.part0002.csv", 2, "duplicate scan_id: already loaded from another file of this partition"),
+    ]
+
+
+def test_a_record_delivered_again_in_a_later_partition_replaces_the_earlier(tmp_path, con):
+    from assets.ingest.linking import build_current_views
+
+    write_csv(tmp_path / "a" / "scans.csv", [scan(scan_id="S1", procedure_code="72148")])
+    write_csv(tmp_path / "b" / "scans_2025-03-14.csv", [scan(scan_id="S1", procedure_code="72158")])
+    ensure_tables(con)
+    load_file(con, discover_native_files(tmp_path / "a")[0], "2025-01-01")
+    load_file(con, discover_native_files(tmp_path / "b")[0], "2025-03-14")
+    build_current_views(con)
+    assert con.execute("SELECT procedure_code FROM scans_current").fetchall() == [("72158",)]

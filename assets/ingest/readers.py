@@ -344,6 +344,22 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
         f"({record} + 1 + (SELECT count(*) FROM _reject_lines r WHERE r.adj <= {record}))"
     )
 
+    first_of_key = ""
+    if spec.key and spec.key in present:
+        # The same id twice in one delivery: the first row stands, later copies are quarantined. (A record
+        # delivered again in a later partition is a correction and replaces the earlier one downstream.)
+        key = _raw(spec.key)
+        first_of_key = f", row_number() OVER (PARTITION BY {key} ORDER BY rowid) AS _copy"
+        problems.append(
+            f"CASE WHEN {key} IS NOT NULL AND s._copy > 1 THEN "
+            f"'duplicate {spec.key}: an earlier row of this file has the same id' END"
+        )
+        problems.append(
+            f"CASE WHEN {key} IS NOT NULL AND EXISTS (SELECT 1 FROM {spec.name} t "
+            f"WHERE t.{spec.key} = NULLIF(TRIM(s.\"{spec.key}\"), '') "
+            f"AND t._load_partition = {_sql_str(partition)}) THEN "
+            f"'duplicate {spec.key}: already loaded from another file of this partition' END"
+        )
     problem_list = f"list_filter([{', '.join(problems) or 'NULL'}], lambda x: x IS NOT NULL)"
     target_cols = [n for n, _ in warehouse_columns(spec)]
     value_exprs = []
@@ -367,7 +383,7 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
         f"""CREATE TEMP TABLE _typed AS
             SELECT {', '.join(f'{stored[c]} AS "{c}"' for c in spec.names)}{scan_raw},
                    {row_expr} AS _row, {problem_list} AS _problems, {masked_kinds} AS _masked
-            FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record FROM _staged) s"""
+            FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record{first_of_key} FROM _staged) s"""
     )
     con.execute(
         f"""INSERT INTO {spec.name} ({', '.join(target_cols)})
