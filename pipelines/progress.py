@@ -46,9 +46,16 @@ class _ProgressHandler(logging.Handler):
             message = _root_message(error) if error else "failed"
             self._write(f"  FAILED {name}: {message}")
         elif kind == "ASSET_CHECK_EVALUATION":
+            # Only checks that are not met; the step logs a one-line summary of all of them.
             evaluation = event.event_specific_data
-            status = "passed" if evaluation.passed else "FAILED"
-            self._write(f"    check {evaluation.check_name}: {status}")
+            if not evaluation.passed:
+                severity = getattr(evaluation.severity, "value", str(evaluation.severity))
+                label = "BLOCKING check failed" if severity == "ERROR" else "warning"
+                meta = evaluation.metadata or {}
+                violated = getattr(meta.get("violated"), "value", None)
+                percent = getattr(meta.get("percent"), "value", None)
+                detail = f": {violated:,} rows ({percent:.2f}%)" if violated and percent is not None else ""
+                self._write(f"    {label} {evaluation.check_name}{detail}")
 
 
 def _root_message(error) -> str:

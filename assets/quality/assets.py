@@ -77,5 +77,125 @@ def rows_reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
+def _run_partition_range(context) -> tuple[str, str] | None:
+    """The partitions the current run loaded (None when the check runs on its own: then all of them)."""
+    tags = context.run.tags
+    if "dagster/asset_partition_range_start" in tags:
+        return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+    if "dagster/partition" in tags:
+        return tags["dagster/partition"], tags["dagster/partition"]
+    return None
+
+
+def _volume_outcomes(con, last: str):
+    """Rows the newest partition loaded, against the median of the 14 loaded days before it (baseline excluded)."""
+    from assets.partitions import BASELINE_PARTITION
+    from assets.quality.expectations import CheckOutcome
+
+    outcomes = []
+    for table in ("referrals", "scans", "clinical_events"):
+        rows = dict(con.execute(
+            f"""SELECT _load_partition, count(*) FROM {table}
+                WHERE _load_partition > ? AND _load_partition <= ? GROUP BY ALL""",
+            [BASELINE_PARTITION, last],
+        ).fetchall())
+        today = rows.pop(last, 0)
+        history = sorted(rows.items())[-14:]
+        if len(history) < 3 or last == BASELINE_PARTITION:
+            passed, note, median = True, "fewer than 3 earlier nightly drops: nothing to compare", None
+        else:
+            counts = sorted(n for _, n in history)
+            median = counts[len(counts) // 2]
+            passed = 0.5 * median <= today <= 2.0 * median
+            note = f"{today:,} rows against a median of {median:,} over the previous {len(history)} drops"
+        outcomes.append(CheckOutcome(
+            table=table, name=f"{table}__volume_within_trailing_range", blocking=False, passed=passed,
+            violated=0 if passed else 1, percent=0.0, denominator=today, dimension="plausibility",
+            description="A nightly drop holds between half and twice the median rows of the previous 14 drops. "
+                        + note,
+        ))
+    return outcomes
+
+
+def _quality_check_specs():
+    from assets.ingest.assets import clinical_events, referrals, scans
+    from assets.quality.expectations import check_definitions
+
+    assets_by_table = {"referrals": referrals, "scans": scans, "clinical_events": clinical_events}
+    specs = [
+        dg.AssetCheckSpec(d.name, asset=assets_by_table[d.table], blocking=d.blocking,
+                          description=f"[{d.dimension}] {d.description}")
+        for d in check_definitions()
+    ]
+    specs += [
+        dg.AssetCheckSpec(f"{t}__volume_within_trailing_range", asset=a, blocking=False,
+                          description="[plausibility] A nightly drop holds between half and twice the median rows "
+                                      "of the previous 14 drops.")
+        for t, a in assets_by_table.items()
+    ]
+    return specs
+
+
+@dg.multi_asset_check(
+    specs=_quality_check_specs(),
+    name="data_quality_suites",
+    description="Great Expectations suites (expectations/*.json) on the rows this run loaded; volume against the "
+                "trailing drops. Critical expectations block downstream assets, warnings report.",
+    pool=WRITER_POOL,
+)
+def data_quality_suites(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+    import datetime as dt
+    import time
+    from zoneinfo import ZoneInfo
+
+    from assets.quality.expectations import run_suites
+    from assets.settings import load_settings
+
+    bounds = _run_partition_range(context) or ("0000-00-00", "9999-99-99")
+    run_date = dt.datetime.now(ZoneInfo(load_settings().timezone)).date().isoformat()
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        outcomes = run_suites(con, bounds[0], bounds[1], run_date, warehouse.root / "quality" / "data_docs")
+        outcomes += _volume_outcomes(con, bounds[1] if bounds[1] != "9999-99-99" else "0000-00-00")
+        con.execute(
+            """CREATE TABLE IF NOT EXISTS quality_check_results (
+                checked_at TIMESTAMP, partition_first VARCHAR, partition_last VARCHAR, table_name VARCHAR,
+                check_name VARCHAR, blocking BOOLEAN, passed BOOLEAN, violated BIGINT, percent DOUBLE,
+                denominator BIGINT, dimension VARCHAR, description VARCHAR, error VARCHAR)"""
+        )
+        # Re-checking the same partitions replaces their earlier results.
+        con.execute(
+            "DELETE FROM quality_check_results WHERE partition_first = ? AND partition_last = ?", list(bounds)
+        )
+        con.executemany(
+            "INSERT INTO quality_check_results VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[bounds[0], bounds[1], o.table, o.name, o.blocking, o.passed, o.violated, o.percent, o.denominator,
+              o.dimension, o.description, o.error] for o in outcomes],
+        )
+    seconds = round(time.perf_counter() - started, 2)
+    failed = [o.name for o in outcomes if not o.passed]
+    context.log.info(
+        f"{len(outcomes)} data-quality checks in {seconds} s: "
+        + (f"{len(failed)} not met ({', '.join(failed)})" if failed else "all met")
+    )
+    for o in outcomes:
+        yield dg.AssetCheckResult(
+            asset_key=o.table,
+            check_name=o.name,
+            passed=o.passed,
+            severity=dg.AssetCheckSeverity.ERROR if o.blocking else dg.AssetCheckSeverity.WARN,
+            description=o.description,
+            metadata={
+                "violated": dg.MetadataValue.int(o.violated),
+                "percent": dg.MetadataValue.float(o.percent),
+                "denominator": dg.MetadataValue.int(o.denominator),
+                "dimension": dg.MetadataValue.text(o.dimension),
+                "partitions": dg.MetadataValue.text(f"{bounds[0]} .. {bounds[1]}"),
+                "seconds_for_all_checks": dg.MetadataValue.float(seconds),
+                **({"error": dg.MetadataValue.text(o.error)} if o.error else {}),
+            },
+        )
+
+
 quality_assets = [quarantine_report]
-quality_checks = [rows_reconcile]
+quality_checks = [rows_reconcile, data_quality_suites]

@@ -1,0 +1,205 @@
+"""Great Expectations suites (expectations/*.json) run on the rows each partition loaded.
+
+The suites are GX 1.x JSON, one per table; every expectation carries `meta.check` (the Dagster check name),
+`meta.dimension` (conformance, completeness, uniqueness, plausibility, referential integrity) and GX's own
+`severity` (`critical` checks block downstream assets, `warning` checks only report).
+
+Each table's validation frame is built in DuckDB SQL: the loaded columns plus derived columns that make row-level
+rules expressible as plain column expectations (days in the future, whether a named referral exists, how many
+codes are not ICD-10-CM, ...). GX then validates the frame and reports, per expectation, the violated count,
+percent and denominator; Data Docs are written under `quality/data_docs/`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+TABLES = ("referrals", "scans", "clinical_events")
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    table: str
+    name: str  # unique Dagster check name: <table>__<meta.check>
+    blocking: bool
+    dimension: str
+    description: str
+
+
+def check_definitions(directory: Path | None = None) -> list[CheckDef]:
+    """The checks the suites define (read with the standard library only: cheap at code-load time)."""
+    directory = directory or EXPECTATIONS_DIR
+    defs = []
+    for table in TABLES:
+        suite = json.loads((directory / f"{table}.json").read_text(encoding="utf-8"))
+        for exp in suite["expectations"]:
+            meta = exp.get("meta", {})
+            defs.append(CheckDef(
+                table=table,
+                name=f"{table}__{meta['check']}",
+                blocking=exp.get("severity", "critical") == "critical",
+                dimension=meta.get("dimension", ""),
+                description=meta.get("description", exp["type"]),
+            ))
+    return defs
+
+
+def ensure_icd10cm_codes(con) -> int:
+    """Warehouse table `icd10cm_codes`: every ICD-10-CM code (dotless), from the simple-icd-10-cm package."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'icd10cm_codes'"
+    ).fetchall()[0][0]
+    if exists:
+        return con.execute("SELECT count(*) FROM icd10cm_codes").fetchone()[0]
+    import pyarrow as pa
+    import simple_icd_10_cm as cm
+
+    codes = pa.table({"code": [c for c in cm.get_all_codes(with_dots=False) if "-" not in c]})
+    con.register("_icd_codes", codes)
+    con.execute("CREATE TABLE icd10cm_codes AS SELECT DISTINCT code FROM _icd_codes ORDER BY code")
+    con.unregister("_icd_codes")
+    return con.execute("SELECT count(*) FROM icd10cm_codes").fetchone()[0]
+
+
+def _invalid_codes_cte(table: str, where: str) -> str:
+    return f"""bad_codes AS (
+            SELECT _source_file, _source_row, count(*) AS n
+            FROM (SELECT _source_file, _source_row, unnest(diagnosis_codes) AS code FROM {table} WHERE {where}) x
+            WHERE NOT EXISTS (SELECT 1 FROM icd10cm_codes v WHERE v.code = x.code)
+            GROUP BY ALL)"""
+
+
+def frame_sql(table: str, first: str, last: str, run_date: str) -> str:
+    """The validation frame of one table for the partitions first..last.
+
+    Referrals and scans are validated as currently in force (a record delivered again in a later partition
+    replaces the earlier one), so uniqueness is checked on what downstream assets actually use.
+    """
+    where = f"_load_partition BETWEEN '{first}' AND '{last}'"
+    if table == "referrals":
+        return f"""WITH {_invalid_codes_cte('referrals', where)}
+            SELECT r.referral_id, r.patient_id, r.referral_date, r.requested_procedure_code, r.patient_age,
+                   r.patient_sex, r.referring_specialty, r.care_setting,
+                   CAST(r.referral_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   CAST(r.symptom_onset_date - r.referral_date AS INTEGER) AS onset_after_referral_days,
+                   coalesce(b.n, 0) AS invalid_icd_codes
+            FROM referrals_current r LEFT JOIN bad_codes b ON b._source_file = r._source_file AND b._source_row = r._source_row
+            WHERE r.{where}"""
+    if table == "scans":
+        return f"""WITH {_invalid_codes_cte('scans', where)}
+            SELECT s.scan_id, s.patient_id, s.scan_date, s.procedure_code, s.findings_category, s.scan_minutes,
+                   CAST(s.scan_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   CASE WHEN s.referral_id IS NOT NULL THEN r.referral_id IS NOT NULL END AS named_referral_found,
+                   CAST(s.scan_date - r.referral_date AS INTEGER) AS days_after_referral,
+                   count(*) OVER (PARTITION BY s.patient_id, s.scan_date, s.procedure_code) AS same_study_rows,
+                   coalesce(b.n, 0) AS invalid_icd_codes
+            FROM scans_current s
+            LEFT JOIN referrals_current r ON r.referral_id = s.referral_id
+            LEFT JOIN bad_codes b ON b._source_file = s._source_file AND b._source_row = s._source_row
+            WHERE s.{where}"""
+    if table == "clinical_events":
+        return f"""WITH known AS (SELECT DISTINCT patient_id FROM referrals UNION SELECT DISTINCT patient_id FROM scans)
+            SELECT e.patient_id, e.event_date, e.event_type, e.code_system, e.code, e.days_supply,
+                   CAST(e.event_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   k.patient_id IS NOT NULL AS patient_known,
+                   CASE WHEN e.code_system = 'ICD10CM' THEN v.code IS NOT NULL END AS icd_code_valid
+            FROM clinical_events e
+            LEFT JOIN known k ON k.patient_id = e.patient_id
+            LEFT JOIN icd10cm_codes v ON e.code_system = 'ICD10CM' AND v.code = e.code
+            WHERE e.{where}"""
+    raise ValueError(table)
+
+
+def _normalise_for_gx(df):
+    """DuckDB hands pandas datetime64[us] and int32 columns, which GX 1.x validates row by row in Python."""
+    import pandas as pd
+
+    fix = {}
+    for column, dtype in df.dtypes.items():
+        if dtype.kind == "M" and not isinstance(dtype, pd.DatetimeTZDtype) and dtype != "datetime64[ns]":
+            fix[column] = df[column].astype("datetime64[ns]")
+        elif dtype.kind in "iu" and dtype != "int64":
+            # Integers with gaps become floats (NaN is GX's "missing"); whole columns stay int64.
+            fix[column] = df[column].astype("float64" if df[column].isna().any() else "int64")
+    return df.assign(**fix) if fix else df
+
+
+@dataclass
+class CheckOutcome:
+    table: str
+    name: str
+    blocking: bool
+    passed: bool
+    violated: int
+    percent: float
+    denominator: int
+    dimension: str
+    description: str
+    error: str | None = None
+
+
+def run_suites(con, first: str, last: str, run_date: str, docs_dir: Path,
+               directory: Path | None = None) -> list[CheckOutcome]:
+    """Validate every table's partitions first..last with its GX suite; write Data Docs into `docs_dir`."""
+    import logging
+
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    from assets.ingest.linking import build_current_views
+
+    directory = directory or EXPECTATIONS_DIR
+    ensure_icd10cm_codes(con)
+    build_current_views(con)
+    context = gx.get_context(mode="ephemeral")  # nothing written into the repository
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context.update_data_docs_site("local_site", {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    by_name = {d.name: d for d in check_definitions(directory)}
+    outcomes = []
+    for table in TABLES:
+        raw = json.loads((directory / f"{table}.json").read_text(encoding="utf-8"))
+        suite = ExpectationSuite(**raw)
+        if len(suite.expectations) != len(raw["expectations"]):
+            raise ValueError(f"{directory / (table + '.json')}: an expectation type is not known to GX")
+        frame = _normalise_for_gx(con.execute(frame_sql(table, first, last, run_date)).df())
+        batch_definition = (
+            context.data_sources.add_pandas(f"warehouse_{table}").add_dataframe_asset(table)
+            .add_batch_definition_whole_dataframe("partitions")
+        )
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=table, data=batch_definition, suite=context.suites.add(suite))
+        )
+        result = validation.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
+            run_id=RunIdentifier(run_name=f"{table} {first}" + ("" if first == last else f" to {last}")),
+        )
+        for r in result.results:
+            check = by_name[f"{table}__{r.expectation_config.meta['check']}"]
+            info = r.result or {}
+            errors = [v.get("exception_message") for v in (r.exception_info or {}).values()
+                      if isinstance(v, dict) and v.get("raised_exception")]
+            if (r.exception_info or {}).get("raised_exception"):
+                errors.append(r.exception_info.get("exception_message"))
+            outcomes.append(CheckOutcome(
+                table=table, name=check.name, blocking=check.blocking, passed=bool(r.success),
+                violated=int(info.get("unexpected_count") or 0),
+                percent=round(float(info.get("unexpected_percent") or 0.0), 4),
+                denominator=int(info.get("element_count") or len(frame)),
+                dimension=check.dimension, description=check.description,
+                error="; ".join(e for e in errors if e) or None,
+            ))
+    context.build_data_docs()
+    return outcomes
