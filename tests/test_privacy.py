@@ -113,3 +113,34 @@ def test_the_committed_sample_has_no_identifier_like_text(con):
             FROM read_csv('{path}', all_varchar=true)"""
     ).fetchone()
     assert found[0] > 1000 and found[1] == 0
+
+
+def test_pseudonymization_with_a_keyed_hash_keeps_links_and_hides_ids(tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+
+    import duckdb
+
+    key = "a-secret-only-the-operator-knows"
+    monkeypatch.setenv("IMAGING_AUDIT_PSEUDONYMIZE_KEY", key)
+    folder = tmp_path / "in"
+    write_csv(folder / "referrals.csv", [referral(referral_id="ORDER-77", patient_id="PATIENT-12")])
+    write_csv(folder / "scans.csv", [scan(scan_id="ACC-901", patient_id="PATIENT-12", referral_id="ORDER-77")])
+    write_csv(folder / "clinical_events.csv", [event(patient_id="PATIENT-12")])
+    out = tmp_path / "out"
+    run_audit(folder, out, quiet=True)
+
+    def expected(value: str) -> str:
+        return "ps_" + hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:24]
+
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT scan_id, patient_id, referral_id, link_method FROM scan_links").fetchall() == [
+            (expected("ACC-901"), expected("PATIENT-12"), expected("ORDER-77"), "explicit")]
+        assert con.execute("SELECT DISTINCT patient_id FROM clinical_events").fetchall() == [(expected("PATIENT-12"),)]
+    finally:
+        con.close()
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for needle in ("PATIENT-12", "ORDER-77", "ACC-901", key):
+            assert needle.encode() not in data, f"{needle} in {path.name}"

@@ -23,6 +23,9 @@ def _partition_bounds(context: dg.AssetExecutionContext) -> tuple[str, str]:
 def _ingest_table(
     context: dg.AssetExecutionContext, table: str, landing: LandingResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
+    import os
+
+    from assets.ingest import identifiers
     from assets.ingest.readers import detect_format, discover_native_files, ensure_tables, load_file
 
     first, last = _partition_bounds(context)
@@ -33,8 +36,14 @@ def _ingest_table(
     ]
     started = time.perf_counter()
     results = []
+    key = os.environ.get(identifiers.PSEUDONYM_KEY_ENV, "")
     with warehouse.connect() as con:
         ensure_tables(con)
+        if key:
+            identifiers.set_pseudonym_key(con, key)
+            context.log.info(
+                f"ids ({', '.join(sorted(identifiers.PSEUDONYM_COLUMNS))}) are stored as keyed hashes (HMAC-SHA256)"
+            )
         con.execute("BEGIN TRANSACTION")
         try:
             # Idempotent re-runs: forget what these partitions loaded before, then load their files again.
@@ -50,7 +59,7 @@ def _ingest_table(
                     [table, first, last],
                 )
             for f in files:
-                result = load_file(con, f, partition_for(f.drop_date))
+                result = load_file(con, f, partition_for(f.drop_date), pseudonymize=bool(key))
                 results.append(result)
                 context.log.info(
                     f"{f.name}: {result.rows_in:,} rows in, {result.rows_loaded:,} loaded, "
@@ -76,6 +85,9 @@ def _ingest_table(
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            if key:
+                identifiers.clear_pseudonym_key(con)
         table_rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     rows_in = sum(r.rows_in for r in results)
     loaded = sum(r.rows_loaded for r in results)

@@ -68,3 +68,37 @@ def problem_expr(column: str, value_sql: str) -> str:
         f"CASE WHEN {value_sql} IS NOT NULL AND len({kinds}) > 0 THEN "
         f"'{column} looks like a direct identifier (' || array_to_string({kinds}, ', ') || ')' END"
     )
+
+
+# --- optional pseudonymization ------------------------------------------------------------------------------
+
+# Id columns replaced by a keyed hash when IMAGING_AUDIT_PSEUDONYMIZE_KEY is set. The same value gets the same
+# pseudonym in every table and every run with the same key, so links between tables survive.
+PSEUDONYM_COLUMNS = {"patient_id", "referral_id", "scan_id", "referring_provider_id"}
+PSEUDONYM_KEY_ENV = "IMAGING_AUDIT_PSEUDONYMIZE_KEY"
+
+
+def set_pseudonym_key(con, key: str) -> None:
+    """Hand DuckDB the HMAC-SHA256 pads of `key` as session variables (gone when the connection closes)."""
+    import hashlib
+
+    raw = key.encode("utf-8")
+    if len(raw) > 64:
+        raw = hashlib.sha256(raw).digest()
+    padded = raw.ljust(64, b"\0")
+    con.execute("SET VARIABLE imaging_audit_ipad = ?", [bytes(b ^ 0x36 for b in padded)])
+    con.execute("SET VARIABLE imaging_audit_opad = ?", [bytes(b ^ 0x5C for b in padded)])
+
+
+def clear_pseudonym_key(con) -> None:
+    for name in ("imaging_audit_ipad", "imaging_audit_opad"):
+        con.execute(f"RESET VARIABLE {name}")
+
+
+def pseudonym_expr(value_sql: str) -> str:
+    """SQL for HMAC-SHA256(key, value), shortened to 24 hex digits and marked `ps_`."""
+    inner = f"sha256(getvariable('imaging_audit_ipad') || encode({value_sql}))"
+    return (
+        f"CASE WHEN {value_sql} IS NULL THEN NULL ELSE "
+        f"'ps_' || left(sha256(getvariable('imaging_audit_opad') || unhex({inner})), 24) END"
+    )

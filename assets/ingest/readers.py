@@ -278,8 +278,11 @@ class FileResult:
     dropped_columns: list[str] = field(default_factory=list)
 
 
-def load_file(con, f: InputFile, partition: str) -> FileResult:
-    """Load one file into its warehouse table and the quarantine, in the caller's transaction."""
+def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> FileResult:
+    """Load one file into its warehouse table and the quarantine, in the caller's transaction.
+
+    With `pseudonymize`, id columns are stored as keyed hashes (the caller has set the key on `con`).
+    """
     spec = TABLES[f.table]
     columns = read_header(con, f)
     dropped = check_columns(f, columns)
@@ -325,6 +328,9 @@ def load_file(con, f: InputFile, partition: str) -> FileResult:
     for name in identifiers.FREE_TEXT_COLUMNS & set(present):
         stored[name] = identifiers.mask_expr(typed[name])
         masked_kinds = identifiers.found_kinds_expr(_raw(name))
+    if pseudonymize:
+        for name in identifiers.PSEUDONYM_COLUMNS & set(present):
+            stored[name] = identifiers.pseudonym_expr(typed[name])
     if spec.name == "referrals" and "patient_age" in present:
         # Ages over 89 are reported as 90 ("90 or older"), as HIPAA Safe Harbor requires.
         stored["patient_age"] = f"CASE WHEN ({typed['patient_age']}) > 89 THEN 90 ELSE ({typed['patient_age']}) END"

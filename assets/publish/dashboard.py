@@ -8,39 +8,9 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
+from assets.html import CSS as _CSS, num as _num, table as _table
+
 CATEGORY_ORDER = ["indicated", "potentially_unnecessary", "insufficient_information", "out_of_scope"]
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
-header{background:#0b3c5d;color:#fff;padding:18px 32px}
-header h1{margin:0;font-size:22px} header p{margin:4px 0 0;opacity:.85;font-size:14px}
-main{padding:24px 32px;max-width:1100px}
-section{background:#fff;border-radius:8px;padding:16px 20px;margin-bottom:20px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-h2{font-size:17px;margin:0 0 12px}
-.tiles{display:flex;gap:16px;flex-wrap:wrap;margin-bottom:20px}
-.tile{flex:1;min-width:170px;background:#fff;border-radius:8px;padding:14px 18px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-.tile .n{font-size:28px;font-weight:600} .tile .l{font-size:13px;color:#52606d}
-table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7eb} th{color:#52606d;font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{font-size:13px;color:#52606d} .warn{color:#9a3412}
-"""
-
-
-def _num(n) -> str:
-    return f"{n:,}" if isinstance(n, int) else html.escape(str(n))
-
-
-def _table(headers: list[str], rows: list[tuple], numeric: set[int] = frozenset()) -> str:
-    head = "".join(f'<th class="{"num" if i in numeric else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="{"num" if i in numeric else ""}">{_num(v) if v is not None else "–"}</td>'
-            for i, v in enumerate(r)
-        ) + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def gather(con) -> dict:
@@ -101,8 +71,8 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
 <div class="tiles">{tiles_html}</div>
 <section><h2>Rows loaded per table</h2>
 {_table(["table", "files", "rows in", "loaded", "quarantined"], figures["tables"], numeric={1, 2, 3, 4})}
-<p class="note">Every input row is either loaded or quarantined with a reason; the reasons are in
-<code>quality/quarantine.csv</code>, the per-file counts in <code>quality/reconciliation.csv</code>.</p></section>
+<p class="note">Every input row is either loaded or quarantined with a reason. Data-quality checks, quarantine
+reasons and the identifier guard: <a href="../quality/index.html">quality report</a>.</p></section>
 <section><h2>Scans by body region</h2>{_table(["body region", "scans"], figures["regions"], numeric={1})}</section>
 <section><h2>Scan-to-referral links</h2>{_table(["link", "scans"], figures["links"], numeric={1})}
 <p class="note">explicit: the scan names its referral · inferred_90d: the patient's latest referral for the same

@@ -46,6 +46,10 @@ def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "FROM privacy_findings GROUP BY ALL ORDER BY ALL",
             quality_dir / "privacy_findings.csv",
         )
+        from assets.publish.files import write_text_atomic
+        from assets.quality.report import render_quality_page
+
+        write_text_atomic(quality_dir / "index.html", render_quality_page(con))
         unreconciled = con.execute(
             "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined"
         ).fetchone()[0]
@@ -167,9 +171,10 @@ def data_quality_suites(context: dg.AssetCheckExecutionContext, warehouse: Wareh
         con.execute(
             "DELETE FROM quality_check_results WHERE partition_first = ? AND partition_last = ?", list(bounds)
         )
+        checked_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # one time stamp for the whole run
         con.executemany(
-            "INSERT INTO quality_check_results VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[bounds[0], bounds[1], o.table, o.name, o.blocking, o.passed, o.violated, o.percent, o.denominator,
+            "INSERT INTO quality_check_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[checked_at, bounds[0], bounds[1], o.table, o.name, o.blocking, o.passed, o.violated, o.percent, o.denominator,
               o.dimension, o.description, o.error] for o in outcomes],
         )
     seconds = round(time.perf_counter() - started, 2)
