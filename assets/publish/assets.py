@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from assets.classify.assets import mri_classification
+from assets.classify.assets import hedis_lbp, mri_classification
 from assets.ingest.assets import WRITER_POOL
 from assets.quality.assets import quarantine_report
 from assets.resources import WarehouseResource
@@ -26,21 +26,40 @@ def classification_export(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows)})
 
 
-@dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds={"html"}, deps=[mri_classification, quarantine_report], pool=WRITER_POOL
-)
-def utilization_dashboard(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """`dashboards/index.html`: self-contained page with the run's row counts, regions, links and verdicts."""
-    from assets.publish.dashboard import gather, render_index
-    from assets.publish.files import write_text_atomic
+def _stamp() -> str:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
 
+    from assets.settings import load_settings
+
+    return dt.datetime.now(ZoneInfo(load_settings().timezone)).date().isoformat()
+
+
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds={"html", "plotly"}, deps=[mri_classification, hedis_lbp, quarantine_report],
+    pool=WRITER_POOL,
+)
+def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """`dashboards/`: self-contained pages with Plotly embedded (overview, trends and variation, breakdowns,
+    rule sets and resources), published atomically with a dated copy under `archive/`."""
+    import time
+
+    from assets.publish.dashboard import build_dashboards
+    from assets.publish.files import publish_directory
+
+    started = time.perf_counter()
     with warehouse.connect(read_only=True) as con:
-        page = render_index(gather(con))
-    path = warehouse.root / "dashboards" / "index.html"
-    write_text_atomic(path, page)
-    return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "bytes": dg.MetadataValue.int(len(page.encode()))}
-    )
+        sizes = publish_directory(
+            warehouse.root / "dashboards", lambda folder: build_dashboards(con, folder),
+            archive_root=warehouse.root / "archive", stamp=_stamp(),
+        )
+    seconds = round(time.perf_counter() - started, 2)
+    context.log.info(f"{len(sizes)} dashboard pages, {sum(sizes.values()) / 1e6:.1f} MB, in {seconds} s")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(warehouse.root / "dashboards" / "index.html")),
+        "seconds": dg.MetadataValue.float(seconds),
+        **{f"bytes_{name.removesuffix('.html')}": dg.MetadataValue.int(size) for name, size in sizes.items()},
+    })
 
 
 publish_assets = [classification_export, utilization_dashboard]

@@ -1,86 +1,356 @@
-"""The dashboard index page: what was loaded, quarantined and classified, for a person to read.
+"""The utilization dashboards: self-contained HTML pages with Plotly embedded, so they open offline.
 
-Self-contained HTML (inline CSS, no scripts or network), so it opens offline on a hospital intranet.
+`build_dashboards(con, out_dir)` reads the warehouse (read-only) and writes:
+- `index.html`: headline figures with their denominators, what was loaded, links to the other pages;
+- `trends.html`: the monthly p-chart and the funnel plots of referring providers and facilities;
+- `breakdowns.html`: reasons, specialties, facilities, care settings, age bands, referral-to-scan time,
+  findings yield, safety and contrast reviews;
+- `rule_sets.html`: the rule sets side by side, and the scanner time and cost of potentially unnecessary MRIs.
+
+Every count of 1-10 is suppressed (with its complement where a total would reveal it).
 """
 
 from __future__ import annotations
 
 import html
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 
-from assets.html import CSS as _CSS, num as _num, table as _table
+from assets.html import CSS, num, table
+from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show, suppress_row
 
-CATEGORY_ORDER = ["indicated", "potentially_unnecessary", "insufficient_information", "out_of_scope"]
+CATEGORIES = ["indicated", "potentially_unnecessary", "insufficient_information"]
+PAGES = [("index.html", "Overview"), ("trends.html", "Trends and variation"),
+         ("breakdowns.html", "Breakdowns"), ("rule_sets.html", "Rule sets and resources")]
+
+
+def _q(con, sql: str, params=None):
+    return con.execute(sql, params or []).fetchall()
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def _nav(current: str) -> str:
+    links = " · ".join(
+        f"<b>{html.escape(label)}</b>" if name == current else f'<a href="{name}">{html.escape(label)}</a>'
+        for name, label in PAGES
+    )
+    return (f'<nav class="note" style="margin-bottom:16px">{links} · <a href="../reports/index.html">Overtreatment '
+            f'reports</a> · <a href="../quality/index.html">Data quality</a></nav>')
+
+
+def _page(title: str, subtitle: str, body: str, current: str, with_plotly: bool) -> str:
+    script = ""
+    if with_plotly:
+        from plotly.offline import get_plotlyjs
+
+        script = f"<script>{get_plotlyjs()}</script>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title><style>{CSS}
+nav a{{color:#0b3c5d}} .figure{{margin-bottom:8px}}</style>{script}</head>
+<body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
+<main>{_nav(current)}{body}</main></body></html>
+"""
+
+
+def _fig_html(fig) -> str:
+    return '<div class="figure">' + fig.to_html(full_html=False, include_plotlyjs=False,
+                                                 config={"displaylogo": False, "responsive": True}) + "</div>"
+
+
+def _section(title: str, content: str, note: str = "") -> str:
+    note_html = f'<p class="note">{note}</p>' if note else ""
+    return f"<section><h2>{html.escape(title)}</h2>{content}{note_html}</section>"
+
+
+# Stacked charts show two series: with three, a small "insufficient information" cell would force its complement
+# (usually the potentially unnecessary count) out of the chart as well.
+SERIES = ["potentially_unnecessary", "other_in_scope"]
+
+
+def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str = "TRUE", order: str = "2 DESC"):
+    """(label, total, [potentially unnecessary, other in scope]) with small cells suppressed per row."""
+    rows = _q(con, f"""
+        SELECT {label_sql} AS label, count(*) AS total,
+               count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
+               count(*) FILTER (WHERE m.category <> 'potentially_unnecessary')
+        FROM mri_classification m
+        JOIN scan_links l USING (scan_id)
+        LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+        LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+        WHERE m.rule_set = ? AND m.category <> 'out_of_scope' AND {where}
+        GROUP BY 1 ORDER BY {order}""", [rule_set])
+    out = []
+    for label, total, *counts in rows:
+        if is_small(total):
+            continue  # the whole label is too small to show
+        out.append((label if label is not None else "unknown", total, suppress_row(list(counts))))
+    return out
 
 
 def gather(con) -> dict:
-    """The figures the index page shows, read from the warehouse."""
-    q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+    """Everything the pages show, as small lists read from the warehouse."""
+    spine_total, unnecessary = _q(con, """
+        SELECT count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
+        FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'""")[0]
+    op8_num, op8_den = _q(con, """SELECT count(*) FILTER (WHERE op8_numerator), count(op8_numerator)
+                                  FROM mri_classification WHERE rule_set = 'standard'""")[0]
+    has_hedis = _q(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'hedis_lbp'")[0][0]
+    hedis_num, hedis_den = _q(con, """SELECT count(*) FILTER (WHERE in_denominator AND imaging_within_window),
+                                      count(*) FILTER (WHERE in_denominator) FROM hedis_lbp""")[0] if has_hedis else (0, 0)
+    months = _q(con, """
+        SELECT strftime(scan_date, '%Y-%m') AS month, count(*),
+               count(*) FILTER (WHERE category = 'potentially_unnecessary'),
+               {cats}
+        FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
+        GROUP BY 1 ORDER BY 1""".format(cats=", ".join(
+        f"count(*) FILTER (WHERE category = '{c}')" for c in CATEGORIES)))
     return {
-        "tables": q(
-            """SELECT table_name, count(DISTINCT source_file), sum(rows_in), sum(rows_loaded), sum(rows_quarantined)
-               FROM ingest_files GROUP BY ALL ORDER BY 1"""
-        ),
-        "regions": q(
-            """SELECT body_region, count(*) AS n FROM scan_links GROUP BY body_region
-               ORDER BY list_position(['lumbar', 'cervical', 'thoracic', 'other'], body_region)"""
-        ),
-        "links": q("SELECT link_method, count(*) FROM scan_links GROUP BY ALL ORDER BY 2 DESC"),
-        "categories": q(
-            """SELECT rule_set, rule_set_version, category, count(*) FROM mri_classification
-               GROUP BY ALL ORDER BY rule_set, category"""
-        ),
-        "standard_share": con.execute(
-            """SELECT count(*) FILTER (WHERE category = 'potentially_unnecessary'),
-                      count(*) FILTER (WHERE category <> 'out_of_scope')
-               FROM mri_classification WHERE rule_set = 'standard'"""
-        ).fetchone(),
-        "quarantine": q("SELECT table_name, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 3 DESC LIMIT 15"),
-        "period": con.execute("SELECT min(scan_date), max(scan_date) FROM scan_links").fetchone(),
+        "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
+        "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
+        "spine_total": spine_total,
+        "unnecessary": unnecessary,
+        "op8": (op8_num, op8_den),
+        "hedis": (hedis_num, hedis_den),
+        "rule_sets": _q(con, """SELECT DISTINCT rule_set, rule_set_version FROM mri_classification ORDER BY
+                               rule_set <> 'standard', rule_set"""),
+        "months": months,
+        "tables": _q(con, """SELECT table_name, count(DISTINCT source_file), sum(rows_in), sum(rows_loaded),
+                                    sum(rows_quarantined) FROM ingest_files GROUP BY ALL ORDER BY 1"""),
+        "regions": _q(con, """SELECT body_region, count(*) FROM scan_links GROUP BY body_region
+                              ORDER BY list_position(['lumbar', 'cervical', 'thoracic', 'other'], body_region)"""),
     }
+
+
+def _headline(figures: dict) -> str:
+    spine, unnecessary = figures["spine_total"], figures["unnecessary"]
+    op8_num, op8_den = figures["op8"]
+    hedis_num, hedis_den = figures["hedis"]
+    share = rate(unnecessary, spine)
+    op8 = rate(op8_num, op8_den)
+    hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
+    tiles = [
+        (show(spine) if is_small(spine) else num(spine), "spine MRIs (cervical, thoracic, lumbar)"),
+        (_pct(share), f"potentially unnecessary under the standard rule set ({show(unnecessary) if is_small(unnecessary) else num(unnecessary)} of {num(spine)})"),
+        (_pct(op8), f"CMS OP-8: lumbar MRIs without prior conservative therapy ({num(op8_num)} of {num(op8_den)} eligible; lower is better)"),
+        (_pct(hedis), f"HEDIS LBP: episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is better)"),
+    ]
+    return '<div class="tiles">' + "".join(
+        f'<div class="tile"><div class="n">{value}</div><div class="l">{html.escape(label)}</div></div>'
+        for value, label in tiles) + "</div>"
 
 
 def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     generated_at = generated_at or datetime.now(timezone.utc)
-    scans_total = sum(n for _, n in figures["regions"])
-    spine = sum(n for region, n in figures["regions"] if region != "other")
-    quarantined = sum(r[4] or 0 for r in figures["tables"])
     start, end = figures["period"]
-    period = f"{start} to {end}" if start else "no scans loaded"
-    unnecessary, judged = figures["standard_share"]
-    share = f"{unnecessary / judged:.1%}" if judged else "–"
-    tiles = [
-        (scans_total, "scans loaded"),
-        (spine, "spine MRIs (cervical, thoracic, lumbar)"),
-        (share, f"potentially unnecessary (standard rule set; {unnecessary:,} of {judged:,} spine MRIs)"),
-        (quarantined, "input rows quarantined"),
-    ]
-    tiles_html = "".join(f'<div class="tile"><div class="n">{_num(n)}</div><div class="l">{html.escape(label)}</div></div>' for n, label in tiles)
-    quarantine_html = (
-        _table(["table", "reason", "rows"], figures["quarantine"], numeric={2})
-        if figures["quarantine"]
-        else '<p class="note">No rows were quarantined.</p>'
+    rule_sets = ", ".join(f"{n} {v}" for n, v in figures["rule_sets"])
+    quarantined = sum(r[4] or 0 for r in figures["tables"])
+    body = _headline(figures) + _section(
+        "What is here",
+        "<ul>"
+        '<li><a href="trends.html">Trends and variation</a>: the monthly share of potentially unnecessary MRIs as a '
+        "control chart, and referring providers and facilities against the overall rate (funnel plots).</li>"
+        '<li><a href="breakdowns.html">Breakdowns</a>: reasons, specialties, facilities, care settings, age bands, '
+        "time from referral to scan, findings yield, safety and contrast reviews.</li>"
+        '<li><a href="rule_sets.html">Rule sets and resources</a>: how verdicts shift between rule sets, and the '
+        "scanner time and cost of potentially unnecessary MRIs.</li>"
+        '<li><a href="../reports/index.html">Overtreatment reports</a>: what followed the MRIs, per provider and '
+        "facility, the chart-review case list and the methodology.</li>"
+        '<li><a href="../quality/index.html">Data quality</a>: checks, quarantine and identifier guard.</li></ul>',
+        f"Rule sets: {html.escape(rule_sets)}. Denominators are spine MRIs classified in scope unless stated. "
+        f"Counts of 1-{SMALL_CELL_MAX} are shown as &lt;11.",
+    ) + _section(
+        "Rows loaded per table",
+        table(["table", "files", "rows in", "loaded", "quarantined"], figures["tables"], numeric={1, 2, 3, 4}),
+        f"{num(quarantined)} input rows were quarantined with a reason (see the data-quality page).",
+    ) + _section(
+        "Scans by body region",
+        table(["body region", "scans"], [(r, show(n) if is_small(n) else n) for r, n in figures["regions"]], numeric={1}),
     )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Spine MRI utilization audit</title><style>{_CSS}</style></head>
-<body>
-<header><h1>Spine MRI utilization audit</h1>
-<p>Scans dated {html.escape(period)} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}</p></header>
-<main>
-<div class="tiles">{tiles_html}</div>
-<section><h2>Rows loaded per table</h2>
-{_table(["table", "files", "rows in", "loaded", "quarantined"], figures["tables"], numeric={1, 2, 3, 4})}
-<p class="note">Every input row is either loaded or quarantined with a reason. Data-quality checks, quarantine
-reasons and the identifier guard: <a href="../quality/index.html">quality report</a>.</p></section>
-<section><h2>Scans by body region</h2>{_table(["body region", "scans"], figures["regions"], numeric={1})}</section>
-<section><h2>Scan-to-referral links</h2>{_table(["link", "scans"], figures["links"], numeric={1})}
-<p class="note">explicit: the scan names its referral · inferred_90d: the patient's latest referral for the same
-region in the 90 days before the scan · none: classified from the scan's own codes and history.</p></section>
-<section><h2>Classification by rule set</h2>
-{_table(["rule set", "version", "category", "scans"], figures["categories"], numeric={3})}
-<p class="note">One row per scan per rule set; the reasons and evidence of each verdict are in
-<code>exports/mri_classification.csv</code>.</p></section>
-<section><h2>Quarantine: most frequent reasons</h2>{quarantine_html}</section>
-</main></body></html>
-"""
+    subtitle = f"Scans dated {start} to {end} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}"
+    return _page("Spine MRI utilization audit", subtitle, body, "index.html", with_plotly=False)
+
+
+def render_trends(con, figures: dict, subtitle: str) -> str:
+    from assets.publish.figures import funnel_figure, p_chart_figure, stacked_categories_figure
+
+    months = [m for m in figures["months"] if not is_small(m[1])]
+    parts = []
+    if len(months) >= 2:
+        fig, chart = p_chart_figure([m[0] for m in months], [m[2] for m in months], [m[1] for m in months], "standard")
+        signals = [m[0] for m, p in zip(months, chart["points"]) if p["beyond_limits"] or p["run"]]
+        parts.append(_section(
+            "Monthly share, statistical process control", _fig_html(fig),
+            "p-chart: centre line = overall share; limits = 3 standard errors for each month's number of spine MRIs. "
+            + (f"Special-cause signals in {', '.join(signals)}." if signals else "No special-cause signal: the "
+               "variation is what chance alone would give.")
+            + " Months with 1-10 spine MRIs are left out.",
+        ))
+        counts = {c: [] for c in SERIES}
+        for m in months:
+            for c, v in zip(SERIES, suppress_row([m[2], m[1] - m[2]])):
+                counts[c].append(v)
+        parts.append(_section("Monthly volume by verdict", _fig_html(stacked_categories_figure(
+            [m[0] for m in months], counts, "Spine MRIs per month by verdict (standard rule set)", "month of scan"))))
+    centre = rate(figures["unnecessary"], figures["spine_total"]) or 0.0
+    for unit, label_sql, join_note in (
+        ("referring provider", "coalesce(r.referring_provider_id, 'unknown')", "via the linked referral"),
+        ("facility", "coalesce(s.facility_id, 'unknown')", "where the scan was performed"),
+    ):
+        rows = _q(con, f"""
+            SELECT {label_sql}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
+            FROM mri_classification m JOIN scan_links l USING (scan_id)
+            LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+            LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+            WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
+        shown = [(u, n, x) for u, n, x in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
+        hidden = len(rows) - len(shown)
+        if shown:
+            fig = funnel_figure([u for u, _, _ in shown], [x for _, _, x in shown], [n for _, n, _ in shown],
+                                unit, centre)
+            parts.append(_section(
+                f"Variation between {'facilities' if unit == 'facility' else unit + 's'}", _fig_html(fig),
+                f"Each point is one {unit} ({join_note}). Points outside the 99.8% limits differ from the overall "
+                f"rate by more than chance would explain; between the 95% and 99.8% limits, look closer. "
+                f"{hidden} {unit}(s) with counts of 1-{SMALL_CELL_MAX} are not shown.",
+            ))
+    return _page("Trends and variation", subtitle, "".join(parts), "trends.html", with_plotly=True)
+
+
+def render_breakdowns(con, subtitle: str) -> str:
+    from assets.publish.figures import histogram_by_category_figure, share_bar_figure, stacked_categories_figure
+
+    parts = []
+    reasons = _q(con, """SELECT reason, count(*) FROM (SELECT unnest(string_split(reasons, ';')) AS reason
+                         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope')
+                         GROUP BY 1 ORDER BY 2 DESC""")
+    parts.append(_section(
+        "Reasons (standard rule set)",
+        table(["reason code", "spine MRIs"], [(r, show(n) if is_small(n) else n) for r, n in reasons], numeric={1}),
+        "A scan with several reasons counts once under each.",
+    ))
+
+    def stacked(title: str, label_sql: str, label_name: str, order: str = "2 DESC"):
+        rows = _category_rows(con, label_sql, order=order)
+        counts = {c: [r[2][i] for r in rows] for i, c in enumerate(SERIES)}
+        return stacked_categories_figure([str(r[0]) for r in rows], counts, title, label_name, horizontal=True)
+
+    rows = _category_rows(con, "coalesce(r.referring_specialty, 'unknown')")
+    shares = [rate(r[2][0], r[1]) if r[2][0] is not None else None for r in rows]
+    parts.append(_section("By referring specialty", _fig_html(share_bar_figure(
+        [r[0] for r in rows], shares, [r[1] for r in rows],
+        "Share of spine MRIs potentially unnecessary, by referring specialty", "referring specialty"))
+        + _fig_html(stacked("Spine MRIs by referring specialty and verdict",
+                            "coalesce(r.referring_specialty, 'unknown')", "referring specialty"))))
+    parts.append(_section("By facility", _fig_html(stacked(
+        "Spine MRIs by facility and verdict", "coalesce(s.facility_id, 'unknown')", "facility", order="1"))))
+    parts.append(_section("By care setting", _fig_html(stacked(
+        "Spine MRIs by care setting and verdict", "coalesce(r.care_setting, 'unknown')", "care setting"))))
+    age_band = ("CASE WHEN r.patient_age IS NULL THEN 'unknown' WHEN r.patient_age < 18 THEN '0-17' "
+                "WHEN r.patient_age < 40 THEN '18-39' WHEN r.patient_age < 65 THEN '40-64' "
+                "WHEN r.patient_age < 75 THEN '65-74' ELSE '75+' END")
+    parts.append(_section("By age band", _fig_html(stacked(
+        "Spine MRIs by age band and verdict", age_band, "age at referral (years)", order="1"))))
+    waits = _q(con, """SELECT m.category, list(CAST(m.scan_date - r.referral_date AS INTEGER))
+                       FROM mri_classification m JOIN scan_links l USING (scan_id)
+                       JOIN referrals_current r ON r.referral_id = l.referral_id
+                       WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
+    values = {c: v for c, v in waits if len(v) > SMALL_CELL_MAX and c in CATEGORIES}
+    if values:
+        medians = "; ".join(f"{c.replace('_', ' ')} median {sorted(v)[len(v) // 2]} days" for c, v in values.items())
+        parts.append(_section("Time from referral to scan", _fig_html(histogram_by_category_figure(
+            values, "Days from referral to scan, by verdict (standard rule set)", "days from referral to scan")),
+            medians + "."))
+    findings = _q(con, """
+        SELECT coalesce(s.findings_category, 'not reported') AS finding,
+               count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
+               count(*) FILTER (WHERE m.category <> 'potentially_unnecessary')
+        FROM mri_classification m JOIN scans_current s USING (scan_id)
+        WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1 ORDER BY 1""")
+    rows = [(f, suppress_row(list(c))) for f, *c in findings]
+    parts.append(_section("Findings yield", _fig_html(stacked_categories_figure(
+        [f for f, _ in rows], {c: [r[1][i] for r in rows] for i, c in enumerate(SERIES)},
+        "Findings by verdict (standard rule set)", "findings category", horizontal=True)),
+        "A potentially unnecessary MRI that found a fracture or tumour is a case for chart review, not a "
+        "vindication of the order: the verdict is about what was known when it was ordered."))
+    reviews = _q(con, """SELECT rule_set, count(*) FILTER (WHERE safety_review), count(*) FILTER (WHERE contrast_review),
+                                count(*) FILTER (WHERE category <> 'out_of_scope')
+                         FROM mri_classification GROUP BY 1 ORDER BY rule_set <> 'standard', rule_set""")
+    parts.append(_section("Safety and contrast reviews", table(
+        ["rule set", "MRI contraindication documented", "contrast without an indication for it", "spine MRIs"],
+        [(rs, show(a) if is_small(a) else a, show(b) if is_small(b) else b, n) for rs, a, b, n in reviews],
+        numeric={1, 2, 3}),
+        "Safety review: a pacemaker, defibrillator, neurostimulator or cochlear implant is on record. Contrast "
+        "review: a with-contrast code without cancer, infection, immunosuppression, prior surgery or cauda equina."))
+    return _page("Breakdowns", subtitle, "".join(parts), "breakdowns.html", with_plotly=True)
+
+
+def render_rule_sets(con, subtitle: str) -> str:
+    from assets.publish.figures import rule_set_shift_figure
+
+    parts = []
+    per_set = _q(con, f"""SELECT rule_set, rule_set_version,
+                          {', '.join(f"count(*) FILTER (WHERE category = '{c}')" for c in CATEGORIES + ['out_of_scope'])}
+                          FROM mri_classification GROUP BY 1, 2 ORDER BY rule_set <> 'standard', rule_set""")
+    rows = [(rs, v, *[show(x) if x is None else x for x in suppress_row(list(c))]) for rs, v, *c in per_set]
+    parts.append(_section("Verdicts per rule set", table(
+        ["rule set", "version", "indicated", "potentially unnecessary", "insufficient information", "out of scope"],
+        rows, numeric={2, 3, 4, 5})))
+    names = [r[0] for r in per_set]
+    if "standard" in names and "acr-2021" in names:
+        cats = CATEGORIES
+        cross = _q(con, f"""SELECT a.category, b.category, count(*) FROM mri_classification a
+                           JOIN mri_classification b ON b.scan_id = a.scan_id AND b.rule_set = 'acr-2021'
+                           WHERE a.rule_set = 'standard' AND a.category <> 'out_of_scope' GROUP BY ALL""")
+        grid = {(a, b): n for a, b, n in cross}
+        z = []
+        for a in cats:
+            z.append([None if v is None else v for v in suppress_row([grid.get((a, b), 0) for b in cats])])
+        parts.append(_section("How verdicts shift between rule sets", _fig_html(rule_set_shift_figure(cats, cats, z)),
+            "Rows: the verdict under the standard rule set; columns: under acr-2021. The ACR criteria do not accept "
+            "radiculopathy alone before six weeks and, after six weeks, ask for surgical or interventional "
+            "candidacy; they count age over 70 as a fracture-risk flag."))
+    cost = float(os.environ.get("IMAGING_AUDIT_COST_PER_MRI", "400"))
+    currency = os.environ.get("IMAGING_AUDIT_CURRENCY", "USD")
+    resource_rows = _q(con, """
+        SELECT m.rule_set, m.category, count(*), sum(s.scan_minutes), count(s.scan_minutes)
+        FROM mri_classification m JOIN scans_current s USING (scan_id)
+        WHERE m.category <> 'out_of_scope' GROUP BY 1, 2 ORDER BY m.rule_set <> 'standard', m.rule_set, 2""")
+    rows = []
+    for rule_set, category, n, minutes, timed in resource_rows:
+        if is_small(n):
+            rows.append((rule_set, category.replace("_", " "), show(n), "–", "–"))
+            continue
+        hours = (minutes or 0) / 60 * (n / timed) if timed else None  # untimed scans at the mean of timed ones
+        rows.append((rule_set, category.replace("_", " "), n, "–" if hours is None else f"{hours:,.0f}",
+                     f"{n * cost:,.0f}"))
+    parts.append(_section("Scanner time and cost", table(
+        ["rule set", "verdict", "spine MRIs", "scanner hours", f"estimated cost ({currency})"], rows, numeric={2, 3, 4}),
+        f"Scanner hours from the scans' table time (scans without it counted at the mean of those with it); cost at "
+        f"{cost:,.0f} {html.escape(currency)} per exam (set IMAGING_AUDIT_COST_PER_MRI and IMAGING_AUDIT_CURRENCY)."))
+    return _page("Rule sets and resources", subtitle, "".join(parts), "rule_sets.html", with_plotly=True)
+
+
+def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -> dict:
+    """Write every dashboard page into `out_dir`; returns page sizes in bytes."""
+    generated_at = generated_at or datetime.now(timezone.utc)
+    figures = gather(con)
+    start, end = figures["period"]
+    subtitle = (f"Scans dated {start} to {end} · standard rule set unless stated · published "
+                f"{generated_at.strftime('%Y-%m-%d %H:%M UTC')}")
+    pages = {
+        "index.html": render_index(figures, generated_at),
+        "trends.html": render_trends(con, figures, subtitle),
+        "breakdowns.html": render_breakdowns(con, subtitle),
+        "rule_sets.html": render_rule_sets(con, subtitle),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for name, text in pages.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+        sizes[name] = len(text.encode())
+    return sizes

@@ -28,3 +28,34 @@ def copy_query_to_csv(con, query: str, path: Path) -> int:
     con.execute(f"COPY ({query}) TO '{tmp.as_posix()}' (HEADER, DELIMITER ',')")
     os.replace(tmp, path)
     return con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+
+
+def publish_directory(target: Path, build, archive_root: Path | None = None, stamp: str | None = None):
+    """Build a folder aside, then swap it in for `target`, so readers never see a half-written set of pages.
+
+    `build(folder)` writes the new pages into a fresh folder beside `target`. With `archive_root`, a copy is kept
+    as `archive_root/<stamp>/<target name>` (one per day: a re-run the same day replaces it).
+    """
+    import shutil
+    import uuid
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = target.with_name(f".{target.name}.new-{uuid.uuid4().hex[:8]}")
+    fresh.mkdir()
+    try:
+        result = build(fresh)
+        for path in fresh.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if archive_root is not None and stamp:
+            archived = archive_root / stamp / target.name
+            shutil.rmtree(archived, ignore_errors=True)
+            shutil.copytree(fresh, archived)
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        if target.exists():
+            target.rename(old)
+        fresh.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        return result
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
