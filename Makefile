@@ -11,7 +11,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test dev generate clean
+.PHONY: setup run test dev generate clean browser
 
 setup: $(VENV)/.synced
 
@@ -26,8 +26,14 @@ $(VENV)/.synced: pyproject.toml uv.lock $(UV)
 run: setup
 	$(VENV)/bin/imaging-audit run --input data_samples --output output
 
-test: setup
+test: setup browser
 	$(VENV)/bin/python -m pytest
+
+# The page tests open the dashboards in Debian's Chromium (headless, network off); install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the page tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
 # The Dagster UI with the daemon (schedule and sensor) and a persistent instance in .dagster_home/.
 dev: setup

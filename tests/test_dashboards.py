@@ -1,0 +1,116 @@
+"""The published pages, as a person opens them: every chart renders in headless Chromium with the network off,
+without console errors; small cells never show; publishing is atomic with a dated archive."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pipelines.cli import run_audit
+from tests.conftest import REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    out = tmp_path_factory.mktemp("published") / "out"
+    run_audit(REPO_ROOT / "data_samples", out, quiet=True)
+    return out
+
+
+def render(page, tmp_path) -> tuple[str, list[str]]:
+    """The DOM after scripts ran, and the console messages, from headless Chromium with no network."""
+    if CHROMIUM is None:
+        pytest.fail("Chromium is needed for the page tests: `make test` installs Debian's chromium package")
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return done.stdout, console
+
+
+PAGES = ["dashboards/index.html", "dashboards/trends.html", "dashboards/breakdowns.html",
+         "dashboards/rule_sets.html", "quality/index.html"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_offline_without_console_errors(published, tmp_path, page):
+    path = published / page
+    source = path.read_text()
+    assert "https://" not in re.sub(r"<script>.*?</script>", "", source, flags=re.S)  # nothing fetched from the web
+    dom, console = render(path, tmp_path)
+    assert console == [], console
+    graphs = source.count('class="plotly-graph-div"')
+    assert graphs >= {"dashboards/trends.html": 4, "dashboards/breakdowns.html": 6,
+                      "dashboards/rule_sets.html": 1}.get(page, 0)
+    # Each Plotly graph draws at least one SVG once its script has run.
+    assert dom.count('class="main-svg"') >= graphs
+    assert "<h1>" in dom
+
+
+def test_headline_figures_state_their_denominators(published):
+    index = (published / "dashboards" / "index.html").read_text()
+    assert re.search(r"potentially unnecessary under the standard rule set \([\d,]+ of [\d,]+\)", index)
+    assert "CMS OP-8" in index and "HEDIS LBP" in index and "eligible" in index
+
+
+def test_pages_link_to_each_other(published):
+    index = (published / "dashboards" / "index.html").read_text()
+    for target in ("trends.html", "breakdowns.html", "rule_sets.html", "../reports/index.html",
+                   "../quality/index.html"):
+        assert f'href="{target}"' in index
+
+
+def test_a_dated_archive_keeps_the_published_pages(published):
+    archived = list((published / "archive").glob("*/dashboards/index.html"))
+    assert len(archived) == 1
+
+
+def test_small_units_never_appear_in_the_charts(tmp_path):
+    """A facility with 5 spine MRIs is left out; one with 60 is shown."""
+    import datetime as dt
+
+    from tests.conftest import write_csv
+
+    folder = tmp_path / "in"
+    referrals, scans = [], []
+    for i in range(65):
+        facility = "F_SMALL" if i < 5 else "F_LARGE"
+        referrals.append({"referral_id": f"R{i}", "patient_id": f"P{i}", "referral_date": "2025-03-01",
+                          "requested_procedure_code": "72148", "diagnosis_codes": "M54.50", "patient_age": "40",
+                          "symptom_onset_date": (dt.date(2025, 3, 1) - dt.timedelta(days=10 + i % 70)).isoformat()})
+        scans.append({"scan_id": f"S{i}", "patient_id": f"P{i}", "scan_date": "2025-03-05",
+                      "procedure_code": "72148", "referral_id": f"R{i}", "facility_id": facility})
+    write_csv(folder / "referrals.csv", referrals)
+    write_csv(folder / "scans.csv", scans)
+    out = tmp_path / "out"
+    run_audit(folder, out, quiet=True)
+    for page in ("trends.html", "breakdowns.html"):
+        text = (out / "dashboards" / page).read_text()
+        assert "F_LARGE" in text and "F_SMALL" not in text, page
+
+
+def test_a_failed_build_leaves_the_published_folder_untouched(tmp_path):
+    from assets.publish.files import publish_directory
+
+    target = tmp_path / "dashboards"
+    publish_directory(target, lambda folder: (folder / "index.html").write_text("v1"), tmp_path / "archive", "2025-01-01")
+
+    def broken(folder):
+        (folder / "index.html").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        publish_directory(target, broken, tmp_path / "archive", "2025-01-02")
+    assert (target / "index.html").read_text() == "v1"
+    assert not list(tmp_path.glob(".dashboards.*"))
+    assert (tmp_path / "archive" / "2025-01-01" / "dashboards" / "index.html").read_text() == "v1"
+    assert not (tmp_path / "archive" / "2025-01-02").exists()
