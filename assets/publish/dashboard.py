@@ -313,7 +313,8 @@ def render_rule_sets(con, subtitle: str) -> str:
         parts.append(_section("How verdicts shift between rule sets", _fig_html(rule_set_shift_figure(cats, cats, z)),
             "Rows: the verdict under the standard rule set; columns: under acr-2021. The ACR criteria do not accept "
             "radiculopathy alone before six weeks and, after six weeks, ask for surgical or interventional "
-            "candidacy; they count age over 70 as a fracture-risk flag."))
+            "candidacy; they count age over 70 as a fracture-risk flag. Blank cells hold 1-10 scans (suppressed), or "
+            "the cell that would reveal them."))
     cost = float(os.environ.get("IMAGING_AUDIT_COST_PER_MRI", "400"))
     currency = os.environ.get("IMAGING_AUDIT_CURRENCY", "USD")
     resource_rows = _q(con, """
