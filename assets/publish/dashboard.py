@@ -255,16 +255,23 @@ def render_breakdowns(con, subtitle: str) -> str:
                 "WHEN r.patient_age < 75 THEN '65-74' ELSE '75+' END")
     parts.append(_section("By age band", _fig_html(stacked(
         "Spine MRIs by age band and verdict", age_band, "age at referral (years)", order="1"))))
-    waits = _q(con, """SELECT m.category, list(CAST(m.scan_date - r.referral_date AS INTEGER))
+    waits = _q(con, """SELECT m.category, least(CAST(m.scan_date - r.referral_date AS INTEGER), 60) AS days, count(*)
                        FROM mri_classification m JOIN scan_links l USING (scan_id)
                        JOIN referrals_current r ON r.referral_id = l.referral_id
-                       WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
-    values = {c: v for c, v in waits if len(v) > SMALL_CELL_MAX and c in CATEGORIES}
+                       WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope'
+                         AND m.scan_date >= r.referral_date GROUP BY 1, 2 ORDER BY 1, 2""")
+    values: dict[str, dict[int, int]] = {}
+    for category, days, n in waits:
+        if category in CATEGORIES and not is_small(n):  # day bins of 1-10 scans are left out
+            values.setdefault(category, {})[days] = n
+    medians = _q(con, """SELECT m.category, median(m.scan_date - r.referral_date) FROM mri_classification m
+                         JOIN scan_links l USING (scan_id) JOIN referrals_current r ON r.referral_id = l.referral_id
+                         WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1 ORDER BY 1""")
     if values:
-        medians = "; ".join(f"{c.replace('_', ' ')} median {sorted(v)[len(v) // 2]} days" for c, v in values.items())
         parts.append(_section("Time from referral to scan", _fig_html(histogram_by_category_figure(
-            values, "Days from referral to scan, by verdict (standard rule set)", "days from referral to scan")),
-            medians + "."))
+            values, "Days from referral to scan, by verdict (standard rule set)", "days from referral to scan (60 = 60 or more)")),
+            "; ".join(f"{c.replace('_', ' ')}: median {m:.0f} days" for c, m in medians if c in CATEGORIES)
+            + ". Day bins holding 1-10 scans are not drawn."))
     findings = _q(con, """
         SELECT coalesce(s.findings_category, 'not reported') AS finding,
                count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),

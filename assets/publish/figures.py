@@ -127,14 +127,16 @@ def share_bar_figure(labels: list[str], shares: list[float | None], totals: list
     return _layout(fig, title, "share potentially unnecessary", x_title, max(320, 30 * len(labels) + 140))
 
 
-def histogram_by_category_figure(values: dict[str, list[int]], title: str, x_title: str):
+def histogram_by_category_figure(values: dict[str, dict[int, int]], title: str, x_title: str):
+    """Counts per day bin for each category, drawn as overlaid bars (bins are aggregated in SQL)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for category, data in values.items():
-        fig.add_trace(go.Histogram(x=data, name=CATEGORY_LABELS[category], marker_color=CATEGORY_COLOURS[category],
-                                   opacity=0.75, xbins={"size": 2}))
-    fig.update_layout(barmode="overlay")
+    for category, bins in values.items():
+        days = sorted(bins)
+        fig.add_trace(go.Bar(x=days, y=[bins[d] for d in days], name=CATEGORY_LABELS[category],
+                             marker_color=CATEGORY_COLOURS[category], opacity=0.7))
+    fig.update_layout(barmode="overlay", bargap=0.05)
     return _layout(fig, title, x_title, "spine MRIs")
 
 
