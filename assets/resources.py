@@ -70,3 +70,29 @@ def default_resources() -> dict:
         "landing": LandingResource(input_dir=settings.input_dir, input_format=settings.input_format),
         "warehouse": WarehouseResource(output_dir=settings.output_dir),
     }
+
+
+def default_warehouse_path() -> Path:
+    """Where analysts find the warehouse: IMAGING_AUDIT_OUTPUT, else `output/` at the project root."""
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    output = Path(os.environ.get("IMAGING_AUDIT_OUTPUT", root / "output"))
+    if not output.is_absolute():
+        output = root / output
+    return output / WAREHOUSE_FILE
+
+
+def open_warehouse_read_only(path: Path | None = None):
+    """A read-only DuckDB connection to the warehouse (the nightly run can still write meanwhile)."""
+    import duckdb
+
+    path = Path(path) if path else default_warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no warehouse yet; run `make run` (or imaging-audit run) first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass  # inside Jupyter DuckDB refuses to change it without ipywidgets; the bar is harmless there
+    return con
