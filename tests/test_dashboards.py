@@ -38,14 +38,17 @@ def render(page, tmp_path) -> tuple[str, list[str]]:
 
 
 PAGES = ["dashboards/index.html", "dashboards/trends.html", "dashboards/breakdowns.html",
-         "dashboards/rule_sets.html", "quality/index.html"]
+         "dashboards/rule_sets.html", "quality/index.html", "reports/index.html", "reports/downstream.html",
+         "reports/providers.html", "reports/facilities.html", "reports/methodology.html"]
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_offline_without_console_errors(published, tmp_path, page):
     path = published / page
     source = path.read_text()
-    assert "https://" not in re.sub(r"<script>.*?</script>", "", source, flags=re.S)  # nothing fetched from the web
+    # Nothing is fetched from the web (links to cited sources are fine: a reader follows them on purpose).
+    outside = re.sub(r"<script>.*?</script>", "", source, flags=re.S)
+    assert not re.search(r'src="https?://|<link[^>]+href="https?://|@import|url\(https?:', outside)
     dom, console = render(path, tmp_path)
     assert console == [], console
     graphs = source.count('class="plotly-graph-div"')
@@ -70,8 +73,9 @@ def test_pages_link_to_each_other(published):
 
 
 def test_a_dated_archive_keeps_the_published_pages(published):
-    archived = list((published / "archive").glob("*/dashboards/index.html"))
-    assert len(archived) == 1
+    for folder in ("dashboards", "reports"):
+        archived = list((published / "archive").glob(f"*/{folder}/index.html"))
+        assert len(archived) == 1, folder
 
 
 def test_small_units_never_appear_in_the_charts(tmp_path):

@@ -21,7 +21,7 @@ from tests.conftest import REPO_ROOT, event, referral, scan, write_csv
 
 EXPECTED_ASSETS = {
     "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification", "hedis_lbp",
-    "classification_export", "utilization_dashboard",
+    "classification_export", "utilization_dashboard", "overtreatment_reports",
 }
 
 

@@ -62,4 +62,34 @@ def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: Warehous
     })
 
 
-publish_assets = [classification_export, utilization_dashboard]
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, kinds={"html", "csv"}, deps=[mri_classification, hedis_lbp, quarantine_report],
+    pool=WRITER_POOL,
+)
+def overtreatment_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """`reports/`: downstream interventions after potentially unnecessary versus indicated MRIs (90/180/365
+    days), provider and facility tables, the chart-review case list and the methodology page; published
+    atomically with a dated copy under `archive/`."""
+    import datetime as dt
+    import time
+
+    from assets.publish.files import publish_directory
+    from assets.publish.reports import build_reports
+
+    started = time.perf_counter()
+    now = dt.datetime.now(dt.timezone.utc)
+    with warehouse.connect(read_only=True) as con:
+        summary = publish_directory(
+            warehouse.root / "reports", lambda folder: build_reports(con, folder, now),
+            archive_root=warehouse.root / "archive", stamp=_stamp(),
+        )
+    seconds = round(time.perf_counter() - started, 2)
+    context.log.info(f"overtreatment reports in {seconds} s")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(warehouse.root / "reports" / "index.html")),
+        "seconds": dg.MetadataValue.float(seconds),
+        "summary": dg.MetadataValue.json(summary if isinstance(summary, dict) else {}),
+    })
+
+
+publish_assets = [classification_export, utilization_dashboard, overtreatment_reports]
