@@ -106,6 +106,7 @@ STANDARD_BRANCHES = {
     "progressive_deficit": (dict(referral_codes="M54.50;M21.371"), ("indicated", "progressive_neurological_deficit")),
     "prior_lumbar_surgery": (dict(history=[(800, "CPT", "63030")]), ("indicated", "prior_lumbar_surgery")),
     "neurological": (dict(referral_codes="M54.16"), ("indicated", "neurological_symptoms")),
+    "disc_herniation": (dict(referral_codes="M51.26"), ("indicated", "suspected_disc_herniation")),
     "no_indication": (dict(referral_codes=None), ("insufficient_information", "no_indication")),
     "repeat": (dict(onset=100, history=[PT, (200, "CPT", "72148")]), ("potentially_unnecessary", "repeat_imaging_no_change")),
     "early": (dict(onset=20), ("potentially_unnecessary", "early_imaging_no_red_flags")),
@@ -154,6 +155,9 @@ def test_every_branch_of_the_acr_2021_rule_set(tmp_path, branch):
     [
         # Radiculopathy alone within six weeks: the brief indicates MRI; ACR variant 1 says usually not appropriate.
         (dict(referral_codes="M54.16", onset=20), ("indicated", "neurological_symptoms"),
+         ("potentially_unnecessary", "early_imaging_no_red_flags")),
+        # A disc displacement within six weeks: the brief's (c) indicates MRI; ACR variant 1 does not.
+        (dict(referral_codes="M54.50;M51.26", onset=20), ("indicated", "suspected_disc_herniation"),
          ("potentially_unnecessary", "early_imaging_no_red_flags")),
         # Age alone: not a red flag in the brief; "elderly" is in ACR variant 6.
         (dict(age=78, onset=20), ("potentially_unnecessary", "early_imaging_no_red_flags"),

@@ -383,7 +383,7 @@ def _evidence_sql(features: list[str], p: dict) -> str:
         elif name == "prior_lumbar_surgery":
             parts.append("'prior lumbar surgery: ' || f.ev_lumbar_surgery")
         elif name in ("cauda_equina", "cancer", "infection", "immunosuppression", "recent_trauma",
-                      "fracture_risk", "weight_loss", "motor_deficit", "neurological_symptoms",
+                      "fracture_risk", "weight_loss", "motor_deficit", "neurological_symptoms", "disc_herniation",
                       "lumbar_surgery", "mri_contraindication"):
             parts.append(f"'{name.replace('_', ' ')}: ' || f.ev_{name}")
     if not parts:

@@ -26,12 +26,30 @@ def _ingest_table(
     import os
 
     from assets.ingest import identifiers
-    from assets.ingest.readers import detect_format, discover_native_files, ensure_tables, load_file
+    from assets.ingest.readers import (
+        detect_format,
+        discover_native_files,
+        ensure_tables,
+        load_file,
+        native_source_dir,
+    )
 
     first, last = _partition_bounds(context)
-    detect_format(landing.path, landing.input_format)
+    fmt = detect_format(landing.path, landing.input_format)
+    # Claims and FHIR exports are converted to the native layout first (once for all three tables).
+    source_dir = native_source_dir(landing.path, fmt, warehouse.root)
+    if fmt != "native":
+        import json
+
+        summary = json.loads((source_dir / ".summary.json").read_text())
+        for name, counts in summary.get("files", {}).items():
+            skipped = {k: v for k, v in counts.get("rows_skipped", {}).items() if v}
+            context.log.info(
+                f"{name}: {counts['rows_in']:,} rows in, {counts['rows_used']:,} used"
+                + (f", skipped: {skipped}" if skipped else "")
+            )
     files = [
-        f for f in discover_native_files(landing.path)
+        f for f in discover_native_files(source_dir)
         if f.table == table and first <= partition_for(f.drop_date) <= last
     ]
     started = time.perf_counter()

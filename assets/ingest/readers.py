@@ -463,9 +463,57 @@ def detect_format(input_dir: Path, requested: str = "auto") -> str:
         )
     if requested == "auto" and len(found) > 1:
         raise InputError(f"{input_dir}: holds files of several layouts ({', '.join(found)}); pass --input-format")
-    if fmt in ("claims", "fhir"):
-        raise InputError(f"{input_dir}: the {fmt} layout is not supported by this version (native only)")
+    if fmt == "fhir" and not _fhir_available():
+        raise InputError(f"{input_dir}: the fhir layout is not supported by this version (native and claims only)")
     return fmt
+
+
+def _fhir_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("assets.ingest.fhir") is not None
+
+
+def native_source_dir(input_dir: Path, fmt: str, work_root: Path) -> Path:
+    """The folder of native files to load: the input itself, or its conversion (claims, FHIR) under
+    `work_root/.converted/<fmt>`, converted once per set of input files (name, size and time stamp)."""
+    import json
+    import shutil
+
+    if fmt == "native":
+        return Path(input_dir)
+    signature = json.dumps(sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(input_dir).iterdir() if p.is_file()))
+    target = Path(work_root) / ".converted" / fmt
+    marker = target / ".signature"
+    if marker.exists() and marker.read_text() == signature:
+        return target
+    fresh = target.with_name(f"{fmt}.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    if fmt == "claims":
+        from assets.ingest.claims import convert_claims
+
+        summary = convert_claims(Path(input_dir), fresh)
+    else:
+        from assets.ingest.fhir import convert_fhir
+
+        summary = convert_fhir(Path(input_dir), fresh)
+    (fresh / ".summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (fresh / ".signature").write_text(signature)
+    shutil.rmtree(target, ignore_errors=True)
+    fresh.rename(target)
+    return target
+
+
+def preflight(input_dir: Path, fmt: str) -> list[InputFile]:
+    """Check an input of any layout before a run starts; returns the native files it holds (none for others)."""
+    if fmt == "native":
+        return preflight_native(input_dir)
+    if fmt == "claims":
+        from assets.ingest.claims import check_claims
+
+        check_claims(Path(input_dir))
+    return []
 
 
 def preflight_native(input_dir: Path) -> list[InputFile]:
