@@ -75,12 +75,12 @@ def run_audit(
     import dagster as dg
 
     from assets.classify.rule_sets import load_rule_sets
-    from assets.ingest.readers import InputError, detect_format, preflight_native
+    from assets.ingest.readers import InputError, detect_format, preflight
     from pipelines.definitions import defs
     from pipelines.jobs import NIGHTLY_JOB_NAME
 
     fmt = detect_format(input_dir, input_format)
-    files = preflight_native(input_dir)
+    files = preflight(input_dir, fmt)
     from assets.classify.engine import validate_rule_set
     from assets.classify.rule_sets import load_coded_features
 
@@ -91,14 +91,19 @@ def run_audit(
             validate_rule_set(rule_set, coded_features)
     except ValueError as exc:
         raise InputError(str(exc) if "unknown rule set" not in str(exc) else f"--rule-set: {exc}") from None
-    first, last = _partition_range(files)
+    if fmt == "native":
+        first, last = _partition_range(files)
+    else:
+        from assets.partitions import BASELINE_PARTITION
+
+        first = last = BASELINE_PARTITION  # a converted extract is one baseline load
 
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = output_dir / f".staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     say = (lambda *_: None) if quiet else print
     say(
-        f"imaging-audit: {len(files)} {fmt} file(s) from {input_dir} "
+        f"imaging-audit: {len(files) or 'a'} {fmt} {'file(s)' if files else 'extract'} from {input_dir} "
         f"(partitions {first}{'' if first == last else ' .. ' + last}); "
         f"rule sets: {', '.join(r.name + ' ' + r.version for r in selected)}"
     )
@@ -119,7 +124,8 @@ def run_audit(
         result = job.execute_in_process(run_config=run_config, tags=tags, instance=instance, raise_on_error=False)
         if not result.success:
             raise RunFailed(_first_failure(result))
-        shutil.rmtree(staging / ".duckdb_tmp", ignore_errors=True)
+        for scratch in (".duckdb_tmp", ".converted"):
+            shutil.rmtree(staging / scratch, ignore_errors=True)
         _swap_into_place(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

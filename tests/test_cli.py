@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_naming_file_and_column_and_keeps_previous_outputs
     [
         (["--input", "/nonexistent/folder"], "does not exist"),
         (["--rule-set", "no-such-set"], "unknown rule set no-such-set"),
-        (["--input-format", "claims"], "not supported"),
+        (["--input-format", "claims"], "no medical_claim.csv"),
     ],
 )
 def test_unusable_requests_exit_2_with_one_line(small_input, tmp_path, args, message):

@@ -149,6 +149,7 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     start, end = figures["period"]
     rule_sets = ", ".join(f"{n} {v}" for n, v in figures["rule_sets"])
     quarantined = sum(r[4] or 0 for r in figures["tables"])
+    small = lambda n: show(n) if is_small(n) else n  # noqa: E731  (row counts are published like any count)
     body = _headline(figures) + _section(
         "What is here",
         "<ul>"
@@ -165,8 +166,9 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
         f"Counts of 1-{SMALL_CELL_MAX} are shown as &lt;11.",
     ) + _section(
         "Rows loaded per table",
-        table(["table", "files", "rows in", "loaded", "quarantined"], figures["tables"], numeric={1, 2, 3, 4}),
-        f"{num(quarantined)} input rows were quarantined with a reason (see the data-quality page).",
+        table(["table", "files", "rows in", "loaded", "quarantined"],
+              [(t, f, small(i), small(lo), small(q)) for t, f, i, lo, q in figures["tables"]], numeric={1, 2, 3, 4}),
+        f"{small(quarantined)} input rows were quarantined with a reason (see the data-quality page).",
     ) + _section(
         "Scans by body region",
         table(["body region", "scans"], [(r, show(n) if is_small(n) else n) for r, n in figures["regions"]], numeric={1}),
