@@ -18,9 +18,8 @@ import pytest
 from assets.ingest.contract import TABLES
 from assets.ingest.fhir import convert_fhir, patient_key
 
-SMART = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "smart-on-fhir-sample-bulk-fhir-10-patients"
-if not SMART.exists():  # the shared folder sits beside the repository; fall back to its absolute home
-    SMART = Path("/work/shared/external/smart-on-fhir-sample-bulk-fhir-10-patients")
+# The shared external test data sit beside the repository.
+SMART = Path(__file__).resolve().parents[2] / "shared" / "external" / "smart-on-fhir-sample-bulk-fhir-10-patients"
 
 KEY = "test-key"
 CPT, ICD, SCT, LOINC, RX = (
@@ -65,6 +64,8 @@ def _check_contract_columns(out: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smart(tmp_path_factory):
+    if not SMART.exists():
+        pytest.skip(f"{SMART} is not available")
     root = tmp_path_factory.mktemp("smart")
     src = root / "in"
     shutil.copytree(SMART, src)  # the shared copy is read-only
@@ -132,6 +133,7 @@ def _patient_strings(path: Path) -> set[str]:
         for address in p.get("address", []):
             found.update(address.get("line", []))
         found.update(t["value"] for t in p.get("telecom", []) if t.get("value"))
+        found.add(p.get("birthDate", ""))  # only the age leaves the converter
     return {s for s in found if len(s) >= 4}
 
 
@@ -172,7 +174,8 @@ def test_smart_output_loads_in_the_pipeline(smart, tmp_path):
     run_audit(out, tmp_path / "out", quiet=True)
     con = duckdb.connect(str(tmp_path / "out" / "warehouse.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM clinical_events").fetchone()[0] == summary["outputs"]["clinical_events"]
+        events = con.execute("SELECT count(*) FROM clinical_events").fetchone()[0]
+        assert events == summary["outputs"]["clinical_events"]
         # No imaging at all, so no lumbar MRI (the brain-volume MRI is not taken for a spine MRI).
         assert con.execute("SELECT count(*) FROM mri_classification").fetchone()[0] == 0
     finally:
@@ -211,7 +214,8 @@ def _resources() -> dict[str, list]:
          "code": {"coding": [_coding(CPT, "72148", "MRI lumbar spine w/o contrast")]},
          "subject": {"reference": f"urn:uuid:{OLD}"}, "encounter": {"reference": "Encounter/enc-1"},
          "authoredOn": "2025-03-01T10:15:00-05:00", "requester": {"reference": "Practitioner/prac-9"},
-         "reasonCode": [{"coding": [_coding(ICD, "M54.16")], "text": "Lumbar radiculopathy"},
+         "reasonCode": [{"coding": [_coding(ICD, "M54.16", "Radiculopathy, lumbar region")],
+                         "text": "free text the converter leaves out"},
                         {"coding": [_coding(SCT, "23056005", "Sciatica")]}]},
         # LOINC-coded order for the younger patient, the day before her birthday; reason via reasonReference.
         {"resourceType": "ServiceRequest", "id": "SR-2", "status": "completed", "intent": "order",
@@ -347,7 +351,7 @@ def test_handmade_referrals_field_by_field(handmade):
         "patient_age": 90,  # 94 years old: reported as 90 ("90 or older")
         "patient_sex": "M", "symptom_onset_date": None, "referring_provider_id": "prac-9",
         "referring_specialty": None, "care_setting": "outpatient", "facility_id": None,
-        "clinical_indication": "Lumbar radiculopathy; Sciatica",
+        "clinical_indication": "Radiculopathy, lumbar region; Sciatica",  # code displays, never free text
     }
     assert refs["SR-2"] == {
         "referral_id": "SR-2", "patient_id": patient_key(YOUNG, KEY), "referral_date": "2025-03-01",
@@ -407,3 +411,50 @@ def test_handmade_lumbar_mri_is_classified_by_the_pipeline(handmade, tmp_path):
     ]
     assert all(r[4] != "out_of_scope" for r in rows)
     assert quarantined == 0
+
+
+def test_handmade_no_patient_identifier_leaves_the_converter(handmade):
+    src, out, summary = handmade
+    secrets = _patient_strings(src / "Patient.000.ndjson")
+    assert {"Quixotelli", "MRN-445566", "12 Elmwood Street", "555-201-3344", "1930-06-15"} <= secrets
+    raw, text = _output_text(out)
+    for secret in secrets | {OLD, YOUNG, "free text the converter leaves out"}:
+        assert secret.encode() not in raw and secret not in text + json.dumps(summary), secret
+
+
+def test_conversion_is_idempotent(handmade, tmp_path):
+    src, out, _ = handmade
+    again = tmp_path / "again"
+    convert_fhir(src, again, pseudonym_key=KEY)
+    for table in ("referrals", "scans", "clinical_events"):
+        assert (again / f"{table}.parquet").read_bytes() == (out / f"{table}.parquet").read_bytes(), table
+    assert sorted(p.name for p in again.iterdir()) == ["clinical_events.parquet", "referrals.parquet", "scans.parquet"]
+
+
+def test_references_of_every_form(tmp_path):
+    """`Patient/x`, absolute URLs with _history, `urn:uuid:`; a conditional reference names no resource."""
+    src = tmp_path / "in"
+    src.mkdir()
+    base = {"resourceType": "Condition", "code": {"coding": [_coding(ICD, "M54.50")]}, "onsetDateTime": "2024-05-06"}
+    refs = {
+        "c1": "Patient/p1", "c2": "https://ehr.example/fhir/Patient/p1/_history/3", "c3": "urn:uuid:p1",
+        "c4": "Patient?identifier=http://hospital.example/mrn|MRN-1", "c5": "Group/g1",
+    }
+    (src / "Condition.000.ndjson").write_text(
+        "".join(json.dumps({**base, "id": cid, "subject": {"reference": ref}}) + "\n" for cid, ref in refs.items()))
+    summary = convert_fhir(src, tmp_path / "out", pseudonym_key=KEY)
+    assert summary["files"]["Condition.000.ndjson"]["rows_skipped"] == {"subject is not a Patient reference": 2}
+    events = _rows(tmp_path / "out" / "clinical_events.parquet")
+    assert events == [{"patient_id": patient_key("p1", KEY), "event_date": "2024-05-06", "event_type": "diagnosis",
+                       "code_system": "ICD10CM", "code": "M54.50", "days_supply": None}]  # three copies, one row
+    assert "MRN-1" not in str(_output_text(tmp_path / "out"))
+
+
+def test_a_file_that_is_not_ndjson_is_named(tmp_path):
+    from assets.ingest.readers import InputError
+
+    src = write_export(tmp_path / "in")
+    (src / "Procedure.001.ndjson.gz").write_bytes(b"this is not gzip")
+    with pytest.raises(InputError, match="Procedure.001.ndjson.gz"):
+        convert_fhir(src, tmp_path / "out", pseudonym_key=KEY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.parquet"))

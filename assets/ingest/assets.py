@@ -38,7 +38,7 @@ def _ingest_table(
     fmt = detect_format(landing.path, landing.input_format)
     # Claims and FHIR exports are converted to the native layout first (once for all three tables).
     source_dir = native_source_dir(landing.path, fmt, warehouse.root)
-    if fmt != "native":
+    if fmt != "native" and table == "scans":  # the conversion is shared: report it once
         import json
 
         summary = json.loads((source_dir / ".summary.json").read_text())

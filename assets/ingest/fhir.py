@@ -15,11 +15,14 @@ over those slim tables, kept in a scratch database on disk so a large export nee
 - **clinical_events** <- Condition (diagnoses), Procedure and Encounter types with CPT/HCPCS codes (procedures),
   MedicationRequest (RxNorm medications, with days of supply when the export states them in days).
 
-Privacy: Patient names, identifiers, addresses, telecoms and birth dates are never read (the reader is not asked
-for them); the birth date is used for the age at referral inside DuckDB and goes no further. Patient resource ids
-are replaced by a keyed hash (`ps_...`, HMAC-SHA256), because exports often use the medical record number as the
+Privacy: Patient names, identifiers, addresses and telecoms are never read (the reader is not asked for them);
+`birthDate` is read only to compute the age at referral inside DuckDB and goes no further. Patient resource ids are
+replaced by a keyed hash (`ps_...`, HMAC-SHA256), because exports often use the medical record number as the
 resource id (Synthea does). The key comes from the `pseudonym_key` argument or `IMAGING_AUDIT_PSEUDONYMIZE_KEY`;
-without one a fixed public key keeps ids stable between runs, and the summary says so.
+without one a fixed public key keeps ids stable between runs, and the summary says so. Free text is not copied:
+`clinical_indication` is built from the terminology displays of the reason codes, not from `text` a person wrote.
+References are followed only to the resource types they may name, so a `urn:uuid:` requester (which could be the
+Patient) is not taken for a provider.
 
 Every line of every resource file that is read is accounted for in the returned summary: used, or skipped with a
 reason. Resource types the audit does not use (DocumentReference, Immunization, ...) and the export log are listed
@@ -110,7 +113,9 @@ RXNORM_TO_INGREDIENT = {
 }
 
 # Encounter.class (v3 ActCode) -> care_setting.
-CARE_SETTING = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient"}
+CARE_SETTING = {
+    "AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient",
+}
 
 # Elements read per resource type (DuckDB types). Anything not named here is never read, names and addresses
 # included.
@@ -143,7 +148,9 @@ _COLUMNS = {
     "MedicationRequest": {
         "status": "VARCHAR", "medicationCodeableConcept": _CC, "medicationReference": _REF, "subject": _REF,
         "authoredOn": "VARCHAR",
-        "dispenseRequest": "STRUCT(expectedSupplyDuration STRUCT(value DOUBLE, unit VARCHAR, system VARCHAR, code VARCHAR))",
+        "dispenseRequest": (
+            "STRUCT(expectedSupplyDuration STRUCT(value DOUBLE, unit VARCHAR, system VARCHAR, code VARCHAR))"
+        ),
     },
 }
 
@@ -193,7 +200,9 @@ def patient_key(resource_id: str, key: str | None = None) -> str:
     import hashlib
     import hmac
 
-    key = key or os.environ.get("IMAGING_AUDIT_PSEUDONYMIZE_KEY") or _DEFAULT_KEY
+    from assets.ingest.identifiers import PSEUDONYM_KEY_ENV
+
+    key = key or os.environ.get(PSEUDONYM_KEY_ENV) or _DEFAULT_KEY
     return "ps_" + hmac.new(key.encode("utf-8"), resource_id.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
 
 
@@ -255,20 +264,12 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _sql_case(mapping: dict, key: str) -> str:
-    """A CASE lookup (cheaper than a MAP literal inside list lambdas); tuple keys become 'SYSTEM|code'."""
-    whens = " ".join(
-        f"WHEN {_sql_str('|'.join(k) if isinstance(k, tuple) else k)} THEN {_sql_str(v)}"
-        for k, v in sorted(mapping.items())
-    )
-    return f"CASE {key} {whens} END"
-
-
 def _create_macros(con, pseudonym_sql: str) -> None:
     systems = " ".join(f"WHEN {_sql_str(uri)} THEN {_sql_str(label)}" for uri, label in CODE_SYSTEMS.items())
+    settings = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(v)}" for k, v in CARE_SETTING.items())
     macros = [
         # Code system URI -> label; http/https and a trailing slash do not matter.
-        f"""sys_label(s) AS CASE rtrim(replace(lower(trim(s)), 'https://', 'http://'), '/') {systems} END""",
+        f"sys_label(s) AS CASE rtrim(replace(lower(trim(s)), 'https://', 'http://'), '/') {systems} END",
         # References: `Patient/123`, `http://host/fhir/Patient/123/_history/2`, `urn:uuid:abc`. A conditional
         # reference (`Patient?identifier=...`) names no resource id (and may carry an identifier): none.
         """ref_type(r) AS CASE WHEN r IS NULL OR contains(r, '?') THEN NULL
@@ -291,48 +292,21 @@ def _create_macros(con, pseudonym_sql: str) -> None:
                                WHEN regexp_full_match(x, '\\d{4}-\\d{2}') THEN try_cast(x || '-15' AS DATE)
                                WHEN regexp_full_match(x, '\\d{4}') THEN try_cast(x || '-07-01' AS DATE) END""",
         # Whole years from b to d.
-        """age_years(b, d) AS year(d) - year(b) - CASE WHEN strftime(d, '%m%d') < strftime(b, '%m%d') THEN 1 ELSE 0 END""",
-        # Keep the first occurrence of each value, in order (the primary code stays first).
-        "dedupe(l) AS list_filter(l, lambda x, i: list_position(l, x) = i)",
-        "codings_of(ccs) AS flatten(list_transform(ccs, lambda cc: cc.coding))",
-        # A coding as 'SYSTEM:code' when nothing maps it (kept so the reader can see what was there).
-        "prefixed(c) AS coalesce(sys_label(c.system), c.system, 'no-system') || ':' || trim(c.code)",
-        # The small mapping tables above, as lookups.
-        f"map_spine(k) AS {_sql_case(SPINE_MRI_TO_CPT, 'k')}",
-        f"map_care(k) AS {_sql_case({('SNOMED', c): v for c, v in SNOMED_CARE_TO_CPT.items()}, 'k')}",
-        f"map_icd(k) AS {_sql_case(SNOMED_TO_ICD10CM, 'k')}",
-        f"map_rx(k) AS {_sql_case(RXNORM_TO_INGREDIENT, 'k')}",
-        f"care_setting(k) AS {_sql_case(CARE_SETTING, 'upper(trim(k))')}",
-        # CPT/HCPCS codes of codings, plus spine-MRI codes of other systems mapped to CPT (and, for history,
-        # the conservative-care concepts).
-        """cpt_codes(codings, with_care) AS list_filter(list_transform(codings, lambda c:
-                CASE WHEN sys_label(c.system) IN ('CPT', 'HCPCS')
-                          AND regexp_full_match(upper(trim(c.code)), '[0-9]{4}[0-9A-Z]|[A-Z][0-9]{4}')
-                     THEN upper(trim(c.code))
-                     ELSE coalesce(map_spine(sys_label(c.system) || '|' || trim(c.code)),
-                                   CASE WHEN with_care THEN map_care(sys_label(c.system) || '|' || trim(c.code)) END)
-                END),
-             lambda x: x IS NOT NULL)""",
-        "spine_codes(l) AS list_filter(l, lambda x: x IN ('72141', '72142', '72156', '72146', '72147', '72157', "
-        "'72148', '72149', '72158'))",
-        # ICD-10-CM codes of one CodeableConcept: its ICD-10-CM codings, else its SNOMED codings mapped.
-        """icd_codes(codings) AS CASE
-                WHEN len(list_filter(codings, lambda c: sys_label(c.system) = 'ICD10CM' AND trim(c.code) <> '')) > 0
-                THEN list_transform(list_filter(codings, lambda c: sys_label(c.system) = 'ICD10CM' AND trim(c.code) <> ''),
-                                    lambda c: upper(trim(c.code)))
-                ELSE list_filter(list_transform(codings, lambda c:
-                         CASE WHEN sys_label(c.system) = 'SNOMED' THEN map_icd(trim(c.code)) END),
-                     lambda x: x IS NOT NULL) END""",
-        "reason_icd(ccs) AS flatten(list_transform(ccs, lambda cc: icd_codes(cc.coding)))",
-        """rxnorm_code(codings) AS coalesce(
-                list_filter(list_transform(codings, lambda c:
-                    CASE WHEN sys_label(c.system) = 'RXNORM' THEN map_rx(trim(c.code)) END), lambda x: x IS NOT NULL)[1],
-                list_filter(list_transform(codings, lambda c:
-                    CASE WHEN sys_label(c.system) = 'RXNORM' THEN nullif(trim(c.code), '') END), lambda x: x IS NOT NULL)[1])""",
+        "age_years(b, d) AS year(d) - year(b) - CASE WHEN strftime(d, '%m%d') < strftime(b, '%m%d') THEN 1 ELSE 0 END",
+        f"care_setting(k) AS CASE upper(trim(k)) {settings} END",
         "cpt_system(code) AS CASE WHEN regexp_full_match(code, '[0-9]{4}[0-9A-Z]') THEN 'CPT' ELSE 'HCPCS' END",
     ]
     for macro in macros:
         con.execute(f"CREATE MACRO {macro}")
+    # The mapping tables above, as a table to join (kind: spine, care, icd, rx).
+    rows = (
+        [("spine", label, code, cpt) for (label, code), cpt in SPINE_MRI_TO_CPT.items()]
+        + [("care", "SNOMED", code, cpt) for code, cpt in SNOMED_CARE_TO_CPT.items()]
+        + [("icd", "SNOMED", code, icd) for code, icd in SNOMED_TO_ICD10CM.items()]
+        + [("rx", "RXNORM", code, ing) for code, ing in RXNORM_TO_INGREDIENT.items()]
+    )
+    con.execute("CREATE TABLE code_map (kind VARCHAR, label VARCHAR, code VARCHAR, target VARCHAR)")
+    con.executemany("INSERT INTO code_map VALUES (?, ?, ?, ?)", rows)
 
 
 def _read_resources(con, rtype: str, paths: list[Path], input_error) -> None:
@@ -352,8 +326,7 @@ def _read_resources(con, rtype: str, paths: list[Path], input_error) -> None:
         # ignore_errors: a malformed line becomes a row of NULLs (counted as unreadable), not a failed run.
         return (
             f"SELECT parse_filename(filename) AS _file, * EXCLUDE (filename) FROM read_json([{listed}], "
-            f"format='newline_delimited', columns={{{declared}}}, ignore_errors=true, filename=true, "
-            f"maximum_object_size=268435456)"
+            f"format='newline_delimited', columns={{{declared}}}, ignore_errors=true, filename=true)"
         )
 
     try:
@@ -369,7 +342,7 @@ def _read_resources(con, rtype: str, paths: list[Path], input_error) -> None:
 
 
 def _base_skip(rtype: str, status: bool = True) -> str:
-    """The skip reasons every resource shares, as a CASE branch list (first match wins)."""
+    """The skip reasons every resource shares, as CASE branches (first match wins)."""
     drop = _DROP_STATUS.get(rtype, ())
     status_branch = (
         f"WHEN status IN ({', '.join(_sql_str(s) for s in drop)}) THEN 'status ' || status " if status and drop else ""
@@ -382,23 +355,141 @@ def _base_skip(rtype: str, status: bool = True) -> str:
     )
 
 
-_NO_PATIENT = "WHEN ref_to(subject.reference, 'Patient') IS NULL THEN 'subject is not a Patient reference' "
+# Coded elements, unnested once: (source tag, table, SQL giving a CodeableConcept list for each row).
+_CODED = (
+    ("cond", "raw_condition", "[code]"),
+    ("sr_code", "raw_servicerequest", "[code]"),
+    ("sr_reason", "raw_servicerequest", "reasonCode"),
+    ("enc_type", "raw_encounter", "type"),
+    ("is_code", "raw_imagingstudy", "procedureCode"),
+    ("is_reason", "raw_imagingstudy", "reasonCode"),
+    ("pr_code", "raw_procedure", "[code]"),
+    ("pr_reason", "raw_procedure", "reasonCode"),
+    ("med", "raw_medicationrequest", "[medicationCodeableConcept]"),
+)
+# References, unnested once: (source tag, table, SQL giving a Reference list for each row).
+_REFS = (
+    ("sr_rr", "raw_servicerequest", "reasonReference"),
+    ("is_rr", "raw_imagingstudy", "reasonReference"),
+    ("is_based", "raw_imagingstudy", "basedOn"),
+    ("pr_rr", "raw_procedure", "reasonReference"),
+    ("pr_based", "raw_procedure", "basedOn"),
+)
+_SPINE_CPT = "('72141', '72142', '72156', '72146', '72147', '72157', '72148', '72149', '72158')"
 
 
-def _reason_references(con, name: str, source: str) -> None:
-    """`<name>`: (rid, codes) with the ICD-10-CM codes of the Conditions a resource names in reasonReference."""
+def _code_tables(con) -> None:
+    """`coded`: per (src, rid) the codes the outputs need, computed set-based from one long table of codings.
+
+    Lists keep the order of the resource (CodeableConcept, then coding), so a primary code stays first, and
+    hold each code once. The reasons of a resource are its reasonCode concepts, then the Conditions its
+    reasonReference names.
+    """
     con.execute(
-        f"""CREATE TABLE {name} AS
-            SELECT r.rid, flatten(list(c.codes ORDER BY r.pos)) AS codes
-            FROM (SELECT rowid AS rid, unnest(reasonReference).reference AS ref,
-                         generate_subscripts(reasonReference, 1) AS pos FROM {source}) r
-            JOIN cond_codes c ON c.id = ref_to(r.ref, 'Condition')
-            GROUP BY r.rid"""
+        "CREATE TABLE codings AS "
+        + " UNION ALL ".join(
+            f"""SELECT '{src}' AS src, rid, cci, generate_subscripts(coding, 1) AS pos, unnest(coding) AS c
+                FROM (SELECT rowid AS rid, generate_subscripts({ccs}, 1) AS cci, unnest({ccs}).coding AS coding
+                      FROM {table})"""
+            for src, table, ccs in _CODED
+        )
     )
+    con.execute(
+        "CREATE TABLE refs AS "
+        + " UNION ALL ".join(
+            f"""SELECT '{src}' AS src, rowid AS rid, generate_subscripts({lst}, 1) AS pos,
+                       unnest({lst}).reference AS ref FROM {table}"""
+            for src, table, lst in _REFS
+        )
+    )
+    # Labels are computed once per distinct system URI, not once per coding.
+    con.execute(
+        """CREATE TABLE systems AS
+           SELECT system, sys_label(system) AS label FROM (SELECT DISTINCT c.system AS system FROM codings)"""
+    )
+    con.execute(
+        f"""CREATE TABLE codings_m AS
+            SELECT k.src, k.rid, k.cci, k.cci * 100000 + k.pos AS ord, k.code,
+                   coalesce(s.label, k.system, 'no-system') || ':' || k.code AS prefixed,
+                   CASE WHEN s.label IN ('CPT', 'HCPCS')
+                             AND regexp_full_match(upper(k.code), '[0-9]{{4}}[0-9A-Z]|[A-Z][0-9]{{4}}')
+                        THEN upper(k.code)
+                        ELSE coalesce(sp.target, CASE WHEN k.src IN ('pr_code') THEN ca.target END) END AS cpt,
+                   CASE WHEN s.label = 'ICD10CM' AND k.code <> '' THEN upper(k.code) END AS icd_direct,
+                   ic.target AS icd_mapped,
+                   CASE WHEN s.label = 'RXNORM' AND k.code <> '' THEN k.code END AS rx_code,
+                   rx.target AS rx_ingredient
+            FROM (SELECT src, rid, cci, pos, c.system AS system, trim(c.code) AS code FROM codings
+                  WHERE c.code IS NOT NULL) k
+            LEFT JOIN systems s ON s.system IS NOT DISTINCT FROM k.system
+            LEFT JOIN code_map sp ON sp.kind = 'spine' AND sp.label = s.label AND sp.code = k.code
+            LEFT JOIN code_map ca ON ca.kind = 'care' AND ca.label = s.label AND ca.code = k.code
+            LEFT JOIN code_map ic ON ic.kind = 'icd' AND ic.label = s.label AND ic.code = k.code
+            LEFT JOIN code_map rx ON rx.kind = 'rx' AND rx.label = s.label AND rx.code = k.code"""
+    )
+    # A concept's ICD-10-CM codes: its ICD-10-CM codings, else its SNOMED codings mapped.
+    con.execute(
+        """CREATE TABLE icd_values AS
+           SELECT src, rid, ord,
+                  CASE WHEN bool_or(icd_direct IS NOT NULL) OVER (PARTITION BY src, rid, cci)
+                       THEN icd_direct ELSE icd_mapped END AS icd
+           FROM codings_m"""
+    )
+    # Conditions' codes, for reasonReference elsewhere (the Condition's own rules decide which codes count).
+    con.execute(
+        """CREATE TABLE cond_codes AS
+           SELECT r.id, list(v.icd ORDER BY v.ord) AS codes
+           FROM raw_condition r JOIN icd_values v ON v.src = 'cond' AND v.rid = r.rowid AND v.icd IS NOT NULL
+           WHERE r.id IS NOT NULL
+             AND NOT coalesce(list_has_any(list_transform(r.verificationStatus.coding, lambda c: c.code),
+                                           ['entered-in-error', 'refuted']), false)
+           GROUP BY r.id"""
+    )
+    con.execute(
+        """CREATE TABLE coded AS
+           WITH reason_refs AS (  -- codes of referenced Conditions, after the resource's own reasonCode codes
+               SELECT replace(r.src, '_rr', '_reason') AS src, r.rid,
+                      1000000000 + r.pos * 1000 + generate_subscripts(c.codes, 1) AS ord, unnest(c.codes) AS value
+               FROM refs r JOIN cond_codes c ON c.id = ref_to(r.ref, 'Condition')
+               WHERE r.src LIKE '%_rr'),
+           vals AS (
+               SELECT src, rid, 'cpt' AS what, cpt AS value, min(ord) AS ord FROM codings_m
+               WHERE cpt IS NOT NULL GROUP BY ALL
+               UNION ALL
+               SELECT src, rid, 'icd', value, min(ord) FROM (
+                   SELECT src, rid, ord, icd AS value FROM icd_values WHERE icd IS NOT NULL
+                   UNION ALL SELECT src, rid, ord, value FROM reason_refs)
+               GROUP BY ALL),
+           lists AS (
+               SELECT src, rid, list(value ORDER BY ord) FILTER (WHERE what = 'cpt') AS cpts,
+                      list(value ORDER BY ord) FILTER (WHERE what = 'icd') AS icds
+               FROM vals GROUP BY src, rid),
+           firsts AS (
+               SELECT src, rid, arg_min(prefixed, ord) AS first_code,
+                      arg_min(cpt, ord) FILTER (WHERE cpt IN """ + _SPINE_CPT + """) AS spine_cpt,
+                      coalesce(arg_min(rx_ingredient, ord) FILTER (WHERE rx_ingredient IS NOT NULL),
+                               arg_min(rx_code, ord) FILTER (WHERE rx_code IS NOT NULL)) AS rx
+               FROM codings_m GROUP BY src, rid)
+           SELECT src, rid, f.first_code, f.spine_cpt, f.rx, coalesce(l.cpts, []) AS cpts,
+                  coalesce(l.icds, []) AS icds
+           FROM lists l FULL JOIN firsts f USING (src, rid)"""
+    )
+    con.execute(
+        """CREATE TABLE based_on AS  -- the first basedOn reference to a ServiceRequest
+           SELECT src, rid, arg_min(ref_to(ref, 'ServiceRequest'), pos) AS referral_id FROM refs
+           WHERE src LIKE '%_based' AND ref_to(ref, 'ServiceRequest') IS NOT NULL GROUP BY ALL"""
+    )
+
+
+def _join_coded(alias: str, src: str, rid: str) -> str:
+    return f"LEFT JOIN coded {alias} ON {alias}.src = '{src}' AND {alias}.rid = {rid}"
 
 
 def _classify(con) -> None:
     """One table per resource type with `_skip` (NULL when the line is used) and the values the outputs need."""
+    _code_tables(con)
+    no_patient = "WHEN patient IS NULL THEN 'subject is not a Patient reference' "
+
     # Patients: a lookup for age and sex. A repeated id keeps its first file's copy.
     con.execute(
         f"""CREATE TABLE patient_c AS
@@ -410,148 +501,147 @@ def _classify(con) -> None:
     )
     con.execute("CREATE TABLE patients AS SELECT id, gender, birth FROM patient_c WHERE _skip IS NULL")
 
-    # Conditions: diagnosis events, and the codes that reasonReference elsewhere points at.
+    # Conditions -> diagnosis events.
     con.execute(
         f"""CREATE TABLE condition_c AS
             SELECT *, CASE {_base_skip('Condition', status=False)}
                 WHEN bad_status IS NOT NULL THEN 'verificationStatus ' || bad_status
-                WHEN patient IS NULL THEN 'subject is not a Patient reference'
-                WHEN codes IS NULL OR len(codes) = 0 THEN 'no ICD-10-CM code'
+                {no_patient}
+                WHEN len(codes) = 0 THEN 'no ICD-10-CM code'
                 WHEN event_date IS NULL THEN 'no onset or recorded date' END AS _skip
             FROM (
-                SELECT _file, resourceType, id, ref_to(subject.reference, 'Patient') AS patient,
-                       fhir_date(coalesce(onsetDateTime, onsetPeriod.start, recordedDate)) AS event_date,
-                       dedupe(icd_codes(code.coding)) AS codes,
-                       list_filter(verificationStatus.coding,
-                                   lambda c: c.code IN ('entered-in-error', 'refuted'))[1].code AS bad_status
-                FROM raw_condition)"""
-    )
-    con.execute(
-        """CREATE TABLE cond_codes AS
-           SELECT id, any_value(codes) AS codes FROM condition_c
-           WHERE bad_status IS NULL AND id IS NOT NULL AND len(codes) > 0 GROUP BY id"""
+                SELECT r._file, r.resourceType, r.id, ref_to(r.subject.reference, 'Patient') AS patient,
+                       fhir_date(coalesce(r.onsetDateTime, r.onsetPeriod.start, r.recordedDate)) AS event_date,
+                       coalesce(k.icds, []) AS codes,
+                       list_filter(list_transform(r.verificationStatus.coding, lambda c: c.code),
+                                   lambda x: x IN ('entered-in-error', 'refuted'))[1] AS bad_status
+                FROM raw_condition r {_join_coded('k', 'cond', 'r.rowid')})"""
     )
 
     # Service requests -> referrals.
-    _reason_references(con, "sr_rr", "raw_servicerequest")
     con.execute(
         f"""CREATE TABLE servicerequest_c AS
-            WITH s AS (
-                SELECT s.rowid AS rid, s.*, cpt_codes(s.code.coding, false) AS cpts
-                FROM raw_servicerequest s)
-            SELECT s._file, s.id, ref_to(s.subject.reference, 'Patient') AS patient,
-                   fhir_date(s.authoredOn) AS referral_date,
-                   coalesce(spine_codes(s.cpts)[1], s.cpts[1], prefixed(s.code.coding[1])) AS requested_code,
-                   dedupe(coalesce(reason_icd(s.reasonCode), []) || coalesce(rr.codes, [])) AS codes,
-                   ref_to(s.encounter.reference, 'Encounter') AS encounter,
-                   CASE WHEN ref_type(s.requester.reference) IN ('Practitioner', 'PractitionerRole', 'urn')
-                        THEN ref_id(s.requester.reference) END AS requester,
-                   nullif(array_to_string(list_filter(
-                       list_transform(s.reasonCode, lambda cc: coalesce(cc.text, cc.coding[1].display)),
-                       lambda x: x IS NOT NULL), '; '), '') AS indication,
-                   CASE {_base_skip('ServiceRequest')}{_NO_PATIENT} END AS _skip
-            FROM s LEFT JOIN sr_rr rr ON rr.rid = s.rid"""
+            SELECT *, CASE {_base_skip('ServiceRequest')}{no_patient} END AS _skip
+            FROM (
+                SELECT s._file, s.resourceType, s.id, s.status, ref_to(s.subject.reference, 'Patient') AS patient,
+                       fhir_date(s.authoredOn) AS referral_date,
+                       coalesce(k.spine_cpt, k.cpts[1], k.first_code) AS requested_code,
+                       coalesce(rc.icds, []) AS codes,
+                       ref_to(s.encounter.reference, 'Encounter') AS encounter,
+                       CASE WHEN ref_type(s.requester.reference) IN ('Practitioner', 'PractitionerRole')
+                            THEN ref_id(s.requester.reference) END AS requester,
+                       nullif(array_to_string(list_filter(
+                           list_transform(flatten(list_transform(s.reasonCode, lambda cc: cc.coding)),
+                                          lambda c: c.display),
+                           lambda x: x IS NOT NULL), '; '), '') AS indication
+                FROM raw_servicerequest s {_join_coded('k', 'sr_code', 's.rowid')}
+                {_join_coded('rc', 'sr_reason', 's.rowid')})"""
     )
 
     # Encounters: care setting for referrals, and CPT/HCPCS visit codes (E&M) as history.
     con.execute(
         f"""CREATE TABLE encounter_c AS
-            WITH e AS (
-                SELECT *, dedupe(cpt_codes(codings_of(type), false)) AS cpts,
-                       fhir_date(period.start) AS event_date,
-                       ref_to(subject.reference, 'Patient') AS patient,
-                       CASE {_base_skip('Encounter')}{_NO_PATIENT} END AS _base
-                FROM raw_encounter),
-            referenced AS (SELECT DISTINCT encounter FROM servicerequest_c WHERE _skip IS NULL)
-            SELECT e._file, e.id, e.patient, e.event_date, e.cpts, care_setting(e.class.code) AS setting,
-                   CASE WHEN e._base IS NOT NULL THEN e._base
-                        WHEN e.id IN (SELECT encounter FROM referenced) THEN NULL
-                        WHEN len(e.cpts) > 0 AND e.event_date IS NOT NULL THEN NULL
-                        WHEN len(e.cpts) > 0 THEN 'no period start date'
+            SELECT _file, id, patient, event_date, cpts, setting,
+                   CASE WHEN _base IS NOT NULL THEN _base
+                        WHEN id IN (SELECT encounter FROM servicerequest_c WHERE _skip IS NULL) THEN NULL
+                        WHEN len(cpts) > 0 AND event_date IS NOT NULL THEN NULL
+                        WHEN len(cpts) > 0 THEN 'no period start date'
                         ELSE 'no CPT/HCPCS type code and no ServiceRequest names it' END AS _skip,
-                   e._base IS NULL AND len(e.cpts) > 0 AND e.event_date IS NOT NULL AS makes_event
-            FROM e"""
+                   _base IS NULL AND len(cpts) > 0 AND event_date IS NOT NULL AS makes_event
+            FROM (
+                SELECT *, CASE {_base_skip('Encounter')}{no_patient} END AS _base
+                FROM (
+                    SELECT e._file, e.resourceType, e.id, e.status, ref_to(e.subject.reference, 'Patient') AS patient,
+                           fhir_date(e.period.start) AS event_date, coalesce(k.cpts, []) AS cpts,
+                           care_setting(e.class.code) AS setting
+                    FROM raw_encounter e {_join_coded('k', 'enc_type', 'e.rowid')}))"""
     )
 
     # Imaging studies -> scans.
-    _reason_references(con, "is_rr", "raw_imagingstudy")
     con.execute(
         f"""CREATE TABLE imagingstudy_c AS
-            WITH s AS (
-                SELECT s.rowid AS rid, s.*, codings_of(s.procedureCode) AS codings,
-                       cpt_codes(codings_of(s.procedureCode), false) AS cpts
-                FROM raw_imagingstudy s)
-            SELECT s._file, s.id, ref_to(s.subject.reference, 'Patient') AS patient,
-                   fhir_date(coalesce(s.started, list_min(list_transform(s.series, lambda x: x.started)))) AS scan_date,
-                   coalesce(spine_codes(s.cpts)[1], s.cpts[1], prefixed(s.codings[1])) AS procedure_code,
-                   list_filter(list_transform(s.basedOn, lambda b: ref_to(b.reference, 'ServiceRequest')),
-                               lambda x: x IS NOT NULL)[1] AS referral_id,
-                   dedupe(coalesce(reason_icd(s.reasonCode), []) || coalesce(rr.codes, [])) AS codes,
-                   CASE WHEN ref_type(s.location.reference) IN ('Location', 'urn') THEN ref_id(s.location.reference) END
-                       AS facility,
-                   ref_to(s.procedureReference.reference, 'Procedure') AS procedure_ref,
-                   CASE {_base_skip('ImagingStudy')}{_NO_PATIENT}
-                        WHEN len(s.codings) = 0 OR s.codings IS NULL THEN 'no procedureCode' END AS _skip
-            FROM s LEFT JOIN is_rr rr ON rr.rid = s.rid"""
+            SELECT *, CASE {_base_skip('ImagingStudy')}{no_patient}
+                           WHEN procedure_code IS NULL THEN 'no procedureCode' END AS _skip
+            FROM (
+                SELECT s._file, s.resourceType, s.id, s.status, ref_to(s.subject.reference, 'Patient') AS patient,
+                       fhir_date(coalesce(s.started, list_min(list_transform(s.series, lambda x: x.started))))
+                           AS scan_date,
+                       coalesce(k.spine_cpt, k.cpts[1], k.first_code) AS procedure_code,
+                       b.referral_id, coalesce(rc.icds, []) AS codes,
+                       CASE WHEN ref_type(s.location.reference) = 'Location'
+                            THEN ref_id(s.location.reference) END AS facility,
+                       ref_to(s.procedureReference.reference, 'Procedure') AS procedure_ref
+                FROM raw_imagingstudy s {_join_coded('k', 'is_code', 's.rowid')}
+                {_join_coded('rc', 'is_reason', 's.rowid')}
+                LEFT JOIN based_on b ON b.src = 'is_based' AND b.rid = s.rowid)"""
     )
 
     # Procedures -> spine MRI scans, and CPT/HCPCS history (SNOMED conservative-care concepts mapped).
-    _reason_references(con, "pr_rr", "raw_procedure")
+    # The same exam described by an ImagingStudy (procedureReference, or same patient, date and code) is one
+    # scan, not two.
+    con.execute(
+        """CREATE TABLE studied AS
+           SELECT DISTINCT procedure_ref AS id FROM imagingstudy_c WHERE _skip IS NULL AND procedure_ref IS NOT NULL"""
+    )
+    con.execute(
+        """CREATE TABLE studied_keys AS
+           SELECT DISTINCT patient, scan_date, procedure_code FROM imagingstudy_c WHERE _skip IS NULL"""
+    )
     con.execute(
         f"""CREATE TABLE procedure_c AS
-            WITH p AS (
-                SELECT p.rowid AS rid, p.*, dedupe(cpt_codes(p.code.coding, true)) AS cpts,
-                       ref_to(p.subject.reference, 'Patient') AS patient,
-                       fhir_date(coalesce(p.performedDateTime, p.performedPeriod.start)) AS event_date,
-                       CASE {_base_skip('Procedure')}{_NO_PATIENT} END AS _base
-                FROM raw_procedure p),
-            studied AS (  -- the same exam described by an ImagingStudy is one scan, not two
-                SELECT procedure_ref AS id, NULL AS patient, NULL AS scan_date, NULL AS code
-                FROM imagingstudy_c WHERE _skip IS NULL AND procedure_ref IS NOT NULL
-                UNION ALL
-                SELECT NULL, patient, scan_date, procedure_code FROM imagingstudy_c WHERE _skip IS NULL)
-            SELECT p._file, p.id, p.patient, p.event_date, p.cpts,
-                   spine_codes(p.cpts)[1] AS spine_code,
-                   list_filter(list_transform(p.basedOn, lambda b: ref_to(b.reference, 'ServiceRequest')),
-                               lambda x: x IS NOT NULL)[1] AS referral_id,
-                   dedupe(coalesce(reason_icd(p.reasonCode), []) || coalesce(rr.codes, [])) AS codes,
-                   CASE WHEN ref_type(p.location.reference) IN ('Location', 'urn') THEN ref_id(p.location.reference) END
-                       AS facility,
-                   p._base IS NULL AND spine_codes(p.cpts)[1] IS NOT NULL
-                       AND NOT EXISTS (SELECT 1 FROM studied s WHERE s.id = p.id
-                                       OR (s.patient = p.patient AND s.scan_date = p.event_date
-                                           AND s.code = spine_codes(p.cpts)[1])) AS makes_scan,
-                   p._base IS NULL AND len(p.cpts) > 0 AND p.event_date IS NOT NULL AS makes_event,
-                   CASE WHEN p._base IS NOT NULL THEN p._base
-                        WHEN len(p.cpts) = 0 THEN 'no CPT/HCPCS code (SNOMED concept not mapped)'
-                        WHEN p.event_date IS NULL AND spine_codes(p.cpts)[1] IS NULL THEN 'no performed date' END
-                       AS _skip
-            FROM p LEFT JOIN pr_rr rr ON rr.rid = p.rid"""
+            SELECT *, CASE WHEN _base IS NOT NULL THEN _base
+                           WHEN len(cpts) = 0 THEN 'no CPT/HCPCS code (SNOMED concept not mapped)'
+                           WHEN makes_scan OR makes_event THEN NULL
+                           ELSE 'no performed date' END AS _skip
+            FROM (
+            SELECT p.*,
+                   p._base IS NULL AND p.spine_code IS NOT NULL AND st.id IS NULL AND sk.patient IS NULL AS makes_scan,
+                   p._base IS NULL AND len(p.cpts) > 0 AND p.event_date IS NOT NULL AS makes_event
+            FROM (
+                SELECT *, CASE {_base_skip('Procedure')}{no_patient} END AS _base
+                FROM (
+                    SELECT r._file, r.resourceType, r.id, r.status, ref_to(r.subject.reference, 'Patient') AS patient,
+                           fhir_date(coalesce(r.performedDateTime, r.performedPeriod.start)) AS event_date,
+                           coalesce(k.cpts, []) AS cpts, k.spine_cpt AS spine_code, b.referral_id,
+                           coalesce(rc.icds, []) AS codes,
+                           CASE WHEN ref_type(r.location.reference) = 'Location'
+                                THEN ref_id(r.location.reference) END AS facility
+                    FROM raw_procedure r {_join_coded('k', 'pr_code', 'r.rowid')}
+                    {_join_coded('rc', 'pr_reason', 'r.rowid')}
+                    LEFT JOIN based_on b ON b.src = 'pr_based' AND b.rid = r.rowid)) p
+            LEFT JOIN studied st ON st.id = p.id
+            LEFT JOIN studied_keys sk ON sk.patient = p.patient AND sk.scan_date = p.event_date
+                                      AND sk.procedure_code = p.spine_code)"""
     )
 
     # Medication requests -> medication history.
     con.execute(
         f"""CREATE TABLE medicationrequest_c AS
             SELECT _file, id, patient, event_date, code, days_supply,
-                   CASE {_base_skip('MedicationRequest')}
-                        WHEN patient IS NULL THEN 'subject is not a Patient reference'
-                        WHEN medicationCodeableConcept IS NULL AND medicationReference.reference IS NOT NULL
-                        THEN 'medicationReference (Medication resources are not read)'
+                   CASE {_base_skip('MedicationRequest')}{no_patient}
+                        WHEN has_concept IS NOT TRUE AND has_reference THEN
+                             'medicationReference (Medication resources are not read)'
                         WHEN code IS NULL THEN 'no RxNorm code'
                         WHEN event_date IS NULL THEN 'no authoredOn date' END AS _skip
             FROM (
-                SELECT *, ref_to(subject.reference, 'Patient') AS patient, fhir_date(authoredOn) AS event_date,
-                       rxnorm_code(medicationCodeableConcept.coding) AS code,
-                       CASE WHEN lower(dispenseRequest.expectedSupplyDuration.code) = 'd'
-                              OR lower(trim(dispenseRequest.expectedSupplyDuration.unit)) IN ('d', 'day', 'days')
-                            THEN CAST(round(dispenseRequest.expectedSupplyDuration.value) AS INTEGER) END
+                SELECT m._file, m.resourceType, m.id, m.status, ref_to(m.subject.reference, 'Patient') AS patient,
+                       fhir_date(m.authoredOn) AS event_date, k.rx AS code,
+                       m.medicationCodeableConcept IS NOT NULL AS has_concept,
+                       m.medicationReference.reference IS NOT NULL AS has_reference,
+                       CASE WHEN lower(m.dispenseRequest.expectedSupplyDuration.code) = 'd'
+                              OR lower(trim(m.dispenseRequest.expectedSupplyDuration.unit)) IN ('d', 'day', 'days')
+                            THEN CAST(round(m.dispenseRequest.expectedSupplyDuration.value) AS INTEGER) END
                            AS days_supply
-                FROM raw_medicationrequest)"""
+                FROM raw_medicationrequest m {_join_coded('k', 'med', 'm.rowid')})"""
     )
 
 
 def _write_outputs(con, out_dir: Path) -> dict:
-    """Write the three native Parquet files (each via a temporary name, then renamed); return their row counts."""
+    """Write the three native Parquet files; return their row counts.
+
+    All three are written under temporary names first and renamed only when all are complete, so a failed
+    conversion never leaves a new referrals file beside an old scans file.
+    """
     referrals = """
         SELECT s.id AS referral_id, pid(s.patient) AS patient_id, s.referral_date,
                s.requested_code AS requested_procedure_code,
@@ -563,10 +653,9 @@ def _write_outputs(con, out_dir: Path) -> dict:
                CAST(NULL AS VARCHAR) AS facility_id, s.indication AS clinical_indication
         FROM servicerequest_c s
         LEFT JOIN patients p ON p.id = s.patient
-        LEFT JOIN (SELECT id, min(setting) AS setting FROM encounter_c WHERE id IS NOT NULL GROUP BY id) e
+        LEFT JOIN (SELECT id, min(setting) AS setting FROM encounter_c WHERE _skip IS NULL GROUP BY id) e
                ON e.id = s.encounter
-        WHERE s._skip IS NULL
-        ORDER BY referral_id, patient_id"""
+        WHERE s._skip IS NULL"""
     scans = """
         SELECT id AS scan_id, pid(patient) AS patient_id, scan_date, procedure_code, referral_id,
                nullif(array_to_string(codes, ';'), '') AS diagnosis_codes, facility AS facility_id,
@@ -575,8 +664,7 @@ def _write_outputs(con, out_dir: Path) -> dict:
         UNION ALL
         SELECT id, pid(patient), event_date, spine_code, referral_id, nullif(array_to_string(codes, ';'), ''),
                facility, NULL, NULL
-        FROM procedure_c WHERE makes_scan
-        ORDER BY scan_id, patient_id"""
+        FROM procedure_c WHERE makes_scan"""
     events = """
         SELECT DISTINCT pid(patient) AS patient_id, event_date, event_type, code_system, code,
                CAST(days_supply AS INTEGER) AS days_supply
@@ -593,8 +681,9 @@ def _write_outputs(con, out_dir: Path) -> dict:
             UNION ALL
             SELECT patient, event_date, 'medication', 'RXNORM', code, days_supply
             FROM medicationrequest_c WHERE _skip IS NULL
-        )
-        ORDER BY ALL"""
+        )"""
+    # Sorted outputs, written in that order: the same export gives byte-identical files (idempotent runs).
+    con.execute("SET preserve_insertion_order = true")
     counts = {}
     for name, query, columns in (
         ("referrals", referrals, REFERRAL_COLUMNS),
@@ -603,12 +692,13 @@ def _write_outputs(con, out_dir: Path) -> dict:
     ):
         con.execute(f"CREATE OR REPLACE TABLE out_{name} AS {query}")
         got = tuple(c[0] for c in con.execute(f"DESCRIBE out_{name}").fetchall())
-        assert got == columns, (name, got)  # the contract's columns, in order
-        target = out_dir / f"{name}.parquet"
+        if got != columns:  # the contract's columns, in order
+            raise RuntimeError(f"{name}: built columns {got} differ from the contract's {columns}")
         partial = out_dir / f".{name}.parquet.partial"
-        con.execute(f"COPY out_{name} TO '{_sql_path(partial)}' (FORMAT parquet)")
-        os.replace(partial, target)
+        con.execute(f"COPY (SELECT * FROM out_{name} ORDER BY ALL) TO '{_sql_path(partial)}' (FORMAT parquet)")
         counts[name] = con.execute(f"SELECT count(*) FROM out_{name}").fetchone()[0]
+    for name in counts:
+        os.replace(out_dir / f".{name}.parquet.partial", out_dir / f"{name}.parquet")
     return counts
 
 

@@ -83,8 +83,9 @@ def read_header(con, f: InputFile) -> list[str]:
             header = next(csv.reader([text]), None)
             if not header or not "".join(header).strip():
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
-            return [c.strip().lower() for c in header]
-        columns = [c.strip().lower().lstrip("\ufeff") for c in rel.columns]
+            # A header cell left empty (a trailing comma from a spreadsheet) names an unnamed extra column.
+            return [c.strip().lower() or f"unnamed_{i}" for i, c in enumerate(header, start=1)]
+        columns = [c.strip().lower().lstrip("\ufeff") or f"unnamed_{i}" for i, c in enumerate(rel.columns, start=1)]
     except InputError:
         raise
     except UnicodeDecodeError:
