@@ -458,3 +458,39 @@ def test_a_file_that_is_not_ndjson_is_named(tmp_path):
     with pytest.raises(InputError, match="Procedure.001.ndjson.gz"):
         convert_fhir(src, tmp_path / "out", pseudonym_key=KEY)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.parquet"))
+
+
+def test_the_whole_output_tree_holds_no_patient_identifiers(tmp_path):
+    """`imaging-audit run` straight on the SMART export (format detected): no name, identifier, address, phone or
+    birth date from Patient.000.ndjson anywhere under the output folder, the DuckDB file included."""
+    import json
+    import shutil
+
+    from assets.ingest.readers import detect_format
+    from pipelines.cli import run_audit
+
+    source = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "smart-on-fhir-sample-bulk-fhir-10-patients"
+    folder = tmp_path / "export"
+    shutil.copytree(source, folder)
+    assert detect_format(folder) == "fhir"
+    out = tmp_path / "out"
+    run_audit(folder, out, quiet=True)
+    needles = set()
+    for line in (folder / "Patient.000.ndjson").read_text().splitlines():
+        patient = json.loads(line)
+        needles.add(patient["id"])
+        needles.add(patient.get("birthDate", ""))
+        for name in patient.get("name", []):
+            needles.update(name.get("given", []) + [name.get("family", "")])
+        for ident in patient.get("identifier", []):
+            needles.add(ident.get("value", ""))
+        for address in patient.get("address", []):
+            needles.update(address.get("line", []))
+        for telecom in patient.get("telecom", []):
+            needles.add(telecom.get("value", ""))
+    needles = {n for n in needles if n and len(n) >= 5}
+    assert len(needles) > 30
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle.encode() not in data, f"{needle!r} found in {path.relative_to(out)}"
