@@ -35,6 +35,19 @@ def _stamp() -> str:
     return dt.datetime.now(ZoneInfo(load_settings().timezone)).date().isoformat()
 
 
+def _publish(warehouse: WarehouseResource, folder: str, build):
+    """Build `folder` aside from a read-only warehouse, swap it in, keep today's copy; returns (result, seconds)."""
+    import time
+
+    from assets.publish.files import publish_directory
+
+    started = time.perf_counter()
+    with warehouse.connect(read_only=True) as con:
+        result = publish_directory(warehouse.root / folder, lambda out: build(con, out),
+                                   archive_root=warehouse.root / "archive", stamp=_stamp())
+    return result, round(time.perf_counter() - started, 2)
+
+
 @dg.asset(
     group_name=GROUP, owners=OWNERS, kinds={"html", "plotly"}, deps=[mri_classification, hedis_lbp, quarantine_report],
     pool=WRITER_POOL,
@@ -42,18 +55,9 @@ def _stamp() -> str:
 def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """`dashboards/`: self-contained pages with Plotly embedded (overview, trends and variation, breakdowns,
     rule sets and resources), published atomically with a dated copy under `archive/`."""
-    import time
-
     from assets.publish.dashboard import build_dashboards
-    from assets.publish.files import publish_directory
 
-    started = time.perf_counter()
-    with warehouse.connect(read_only=True) as con:
-        sizes = publish_directory(
-            warehouse.root / "dashboards", lambda folder: build_dashboards(con, folder),
-            archive_root=warehouse.root / "archive", stamp=_stamp(),
-        )
-    seconds = round(time.perf_counter() - started, 2)
+    sizes, seconds = _publish(warehouse, "dashboards", build_dashboards)
     context.log.info(f"{len(sizes)} dashboard pages, {sum(sizes.values()) / 1e6:.1f} MB, in {seconds} s")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(warehouse.root / "dashboards" / "index.html")),
@@ -71,19 +75,11 @@ def overtreatment_reports(context: dg.AssetExecutionContext, warehouse: Warehous
     days), provider and facility tables, the chart-review case list and the methodology page; published
     atomically with a dated copy under `archive/`."""
     import datetime as dt
-    import time
 
-    from assets.publish.files import publish_directory
     from assets.publish.reports import build_reports
 
-    started = time.perf_counter()
     now = dt.datetime.now(dt.timezone.utc)
-    with warehouse.connect(read_only=True) as con:
-        summary = publish_directory(
-            warehouse.root / "reports", lambda folder: build_reports(con, folder, now),
-            archive_root=warehouse.root / "archive", stamp=_stamp(),
-        )
-    seconds = round(time.perf_counter() - started, 2)
+    summary, seconds = _publish(warehouse, "reports", lambda con, out: build_reports(con, out, now))
     context.log.info(f"overtreatment reports in {seconds} s")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(warehouse.root / "reports" / "index.html")),
