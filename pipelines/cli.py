@@ -155,7 +155,7 @@ def _cmd_run(args) -> int:
     from assets.ingest.readers import InputError
 
     try:
-        run_audit(Path(args.input), Path(args.output), args.input_format, args.rule_set)
+        run_audit(Path(args.input).resolve(), Path(args.output).resolve(), args.input_format, args.rule_set)
     except InputError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except RunFailed as exc:

@@ -157,3 +157,13 @@ def test_default_run_on_the_committed_sample(tmp_path):
         loaded = con.execute("SELECT sum(rows_loaded), sum(rows_quarantined), sum(rows_in) FROM ingest_files").fetchone()
         scans = con.execute("SELECT count(*) FROM scans").fetchone()[0]
     assert loaded[0] + loaded[1] == loaded[2] and scans > 1000
+
+
+def test_relative_input_and_output_paths_work(small_input, tmp_path):
+    """The README's `make run` passes relative paths (data_samples, output)."""
+    shutil_copy = __import__("shutil").copytree
+    shutil_copy(small_input, tmp_path / "in")
+    done = _cli("run", "--input", "in", "--output", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "quality" / "data_docs" / "index.html").is_file()
+    assert (tmp_path / "out" / "dashboards" / "index.html").is_file()

@@ -157,6 +157,7 @@ def run_suites(con, first: str, last: str, run_date: str, docs_dir: Path,
     directory = directory or EXPECTATIONS_DIR
     ensure_icd10cm_codes(con)
     build_current_views(con)
+    docs_dir = Path(docs_dir).resolve()  # GX wants an absolute path for its Data Docs site
     context = gx.get_context(mode="ephemeral")  # nothing written into the repository
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     docs_dir.mkdir(parents=True, exist_ok=True)
