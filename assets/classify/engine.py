@@ -342,8 +342,9 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
     )
 
 
-def _evidence_sql(features: list[str], p: dict) -> str:
-    """Readable evidence for the features behind one rule."""
+def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) -> str:
+    """Readable evidence for the features behind one rule; `coded` are the features of features.yaml, each with
+    its `ev_<name>` column (so a feature added there explains itself without a change here)."""
     parts = []
     for name in dict.fromkeys(features):
         if name == "not_spine_mri":
@@ -382,9 +383,7 @@ def _evidence_sql(features: list[str], p: dict) -> str:
             )
         elif name == "prior_lumbar_surgery":
             parts.append("'prior lumbar surgery: ' || f.ev_lumbar_surgery")
-        elif name in ("cauda_equina", "cancer", "infection", "immunosuppression", "recent_trauma",
-                      "fracture_risk", "weight_loss", "motor_deficit", "neurological_symptoms", "disc_herniation",
-                      "lumbar_surgery", "mri_contraindication"):
+        elif name in coded:
             parts.append(f"'{name.replace('_', ' ')}: ' || f.ev_{name}")
     if not parts:
         return "NULL"
@@ -409,7 +408,7 @@ def classify_rule_set(
     ) + "]"
     evidence = "[" + ", ".join(
         f"CASE WHEN coalesce({c}, false) AND category = {_sql_str(r['category'])} "
-        f"THEN {_evidence_sql(condition_features(r['when']), p)} END"
+        f"THEN {_evidence_sql(condition_features(r['when']), p, frozenset(coded_features))} END"
         for c, r in zip(conds, rules)
     ) + "]"
     timing = _evidence_sql(["early"], p)

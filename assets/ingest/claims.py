@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assets.ingest.contract import SPINE_MRI_REGIONS
+
 REQUIRED_COLUMNS = ("claim_id", "patient_id", "claim_start_date", "hcpcs_code", "diagnosis_code_1")
 SPINE_IMAGING = r"^72[0-2]\d\d$"
-SPINE_MRI_REGION = {
-    "72141": "cervical", "72142": "cervical", "72156": "cervical",
-    "72146": "thoracic", "72147": "thoracic", "72157": "thoracic",
-    "72148": "lumbar", "72149": "lumbar", "72158": "lumbar",
-}
 
 
 def _find(input_dir: Path, name: str) -> Path | None:
@@ -106,7 +103,7 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
         else:
             con.execute("CREATE TEMP TABLE people (patient_id VARCHAR, birth_date DATE, sex VARCHAR)")
         region = "CASE l.hcpcs_code " + " ".join(
-            f"WHEN '{code}' THEN '{r}'" for code, r in SPINE_MRI_REGION.items()) + " ELSE l.hcpcs_code END"
+            f"WHEN '{code}' THEN '{r}'" for code, r in SPINE_MRI_REGIONS.items()) + " ELSE l.hcpcs_code END"
         con.execute(
             f"""CREATE TEMP TABLE imaging AS
             SELECT l.patient_id, l.service_date, {region} AS region_key,
