@@ -12,6 +12,20 @@ from assets.settings import load_settings
 WAREHOUSE_FILE = "warehouse.duckdb"
 
 
+def without_progress_bar(con):
+    """Turn off DuckDB's progress bar (it would interleave with the run's own progress lines); returns `con`.
+
+    Inside Jupyter without ipywidgets DuckDB refuses the change; the bar is harmless there, so that is ignored.
+    """
+    import duckdb
+
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
+    return con
+
+
 class LandingResource(dg.ConfigurableResource):
     """Where input files arrive, and which layout they follow."""
 
@@ -51,8 +65,7 @@ class WarehouseResource(dg.ConfigurableResource):
             self.root.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(self.database_path), read_only=read_only)
         try:
-            # No progress bar: it would interleave with the run's own progress lines.
-            con.execute("SET enable_progress_bar = false")
+            without_progress_bar(con)
             if self.memory_limit:
                 con.execute(f"SET memory_limit = '{self.memory_limit}'")
             if self.threads:
@@ -90,9 +103,4 @@ def open_warehouse_read_only(path: Path | None = None):
     path = Path(path) if path else default_warehouse_path()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `make run` (or imaging-audit run) first")
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.Error:
-        pass  # inside Jupyter DuckDB refuses to change it without ipywidgets; the bar is harmless there
-    return con
+    return without_progress_bar(duckdb.connect(str(path), read_only=True))

@@ -18,11 +18,9 @@ def open_scratch(warehouse: Path):
 
     from assets.ingest.linking import build_scan_links
 
-    con = duckdb.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.Error:
-        pass  # Jupyter without ipywidgets: DuckDB will not change the setting
+    from assets.resources import without_progress_bar
+
+    con = without_progress_bar(duckdb.connect())
     con.execute(f"ATTACH '{Path(warehouse).as_posix()}' AS wh (READ_ONLY)")
     for table in NEEDED:
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.{table}")

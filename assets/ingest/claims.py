@@ -66,6 +66,8 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
     """Write referrals/scans/clinical_events Parquet files for the claims in `input_dir`; return the summary."""
     import duckdb
 
+    from assets.resources import without_progress_bar
+
     check_claims(input_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     medical = _find(input_dir, "medical_claim")
@@ -73,7 +75,7 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
     pharmacy = _find(input_dir, "pharmacy_claim")
     con = duckdb.connect()
     try:
-        con.execute("SET enable_progress_bar = false")
+        without_progress_bar(con)
         con.execute(f"CREATE TEMP TABLE mc AS SELECT *, row_number() OVER () AS _line FROM {_reader(medical)}")
         columns = {c.lower() for c in con.execute("SELECT * FROM mc LIMIT 0").df().columns}
         dx_columns = [f"diagnosis_code_{i}" for i in range(1, 26) if f"diagnosis_code_{i}" in columns]

@@ -211,6 +211,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
     import tempfile
 
     import duckdb
+    from assets.resources import without_progress_bar
 
     from assets.ingest import identifiers
     from assets.ingest.readers import InputError
@@ -227,7 +228,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
         # A scratch database on disk: the slim resource tables and any sort can spill there, not to memory.
         con = duckdb.connect(str(Path(scratch) / "convert.duckdb"))
         try:
-            con.execute("SET enable_progress_bar = false")
+            without_progress_bar(con)
             con.execute("SET preserve_insertion_order = false")  # outputs are sorted explicitly
             con.execute(f"SET temp_directory = '{_sql_path(Path(scratch) / 'tmp')}'")
             identifiers.set_pseudonym_key(con, key or _DEFAULT_KEY)
