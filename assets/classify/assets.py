@@ -22,30 +22,95 @@ CLASSIFICATION_COLUMNS = [
 class ClassificationConfig(dg.Config):
     # Empty: every rule set in guidelines/rule_sets/.
     rule_sets: list[str] = []
+    # Reclassify every scan even when only some patients changed since the last run.
+    full_refresh: bool = False
 
 
-def classify_scans(con, rule_sets) -> dict:
-    """Rebuild `mri_classification` and `scan_features` for the given rule sets; returns counts."""
-    from assets.classify.engine import build_context, classify_rule_set
+CONSUMER = "mri_classification"
+# Bumped when the engine's SQL changes what it computes, so warehouses classified before are rebuilt.
+ENGINE_VERSION = "2"
+
+
+def classification_signature(rule_sets, coded_features: dict) -> str:
+    """Everything the verdicts depend on besides the data: a change here means every scan is reclassified."""
+    import hashlib
+    import json
+
+    from assets.classify.value_sets import read_value_sets
+
+    payload = {
+        "engine": ENGINE_VERSION,
+        "rule_sets": [[r.name, r.version, r.parameters, r.rules] for r in rule_sets],
+        "features": coded_features,
+        "value_sets": read_value_sets(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _relation_kind(con, name: str) -> str | None:
+    rows = con.execute(
+        """SELECT 'table' FROM duckdb_tables() WHERE table_name = ? AND NOT temporary
+           UNION ALL SELECT 'view' FROM duckdb_views() WHERE view_name = ? AND NOT temporary""",
+        [name, name],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
+    """Bring `mri_classification` and `scan_features` up to date for the given rule sets; returns counts.
+
+    Only the patients whose records changed since the last classification are reclassified, unless the rule
+    sets, features or value sets changed (or `full_refresh`), in which case every scan is. Either way the
+    writes are one transaction: a failure leaves the previous verdicts in place.
+    """
+    from assets.classify.engine import build_context, classify_rule_set, record_feature_sets
     from assets.classify.rule_sets import load_coded_features
     from assets.classify.value_sets import load_value_sets
+    from assets.ingest.changes import CHANGED_PATIENTS, mark_consumed, pending_changes
 
     load_value_sets(con)
     coded_features = load_coded_features()
-    columns = ", ".join(f"{name} {sql_type}" for name, sql_type in CLASSIFICATION_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TABLE mri_classification ({columns})")
-    con.execute("DROP TABLE IF EXISTS scan_features")
-    build_context(con)
-    cache: dict = {}
-    for i, rule_set in enumerate(rule_sets):
-        classify_rule_set(con, rule_set, coded_features, create_features_table=(i == 0), cache=cache)
+    signature = classification_signature(rule_sets, coded_features)
+    present = all(
+        _relation_kind(con, t) == "table"
+        for t in ("mri_classification", "scan_feature_values", "rule_set_feature_sets")
+    )
+    pending = pending_changes(con, CONSUMER, signature, present, force_full=full_refresh)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if pending.full:
+            columns = ", ".join(f"{name} {sql_type}" for name, sql_type in CLASSIFICATION_COLUMNS)
+            con.execute(f"CREATE OR REPLACE TABLE mri_classification ({columns})")
+            for name in ("scan_features", "scan_feature_values"):
+                kind = _relation_kind(con, name)
+                if kind:
+                    con.execute(f"DROP {kind.upper()} {name}")
+            build_context(con, coded_features)
+        else:
+            build_context(con, coded_features, CHANGED_PATIENTS)
+            for table in ("mri_classification", "scan_feature_values"):
+                con.execute(f"DELETE FROM {table} WHERE patient_id IN (SELECT patient_id FROM {CHANGED_PATIENTS})")
+        scans = con.execute("SELECT count(*) FROM _ctx").fetchall()[0][0]
+        cache: dict = {}
+        if scans or pending.full:
+            for rule_set in rule_sets:
+                classify_rule_set(con, rule_set, coded_features, cache=cache)
+            record_feature_sets(con, rule_sets)
+        mark_consumed(con, CONSUMER, signature, pending.last_change)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     counts = dict(
         con.execute("SELECT category, count(*) FROM mri_classification GROUP BY ALL").fetchall()
     )
     unmatched = con.execute(
         "SELECT count(*) FROM mri_classification WHERE reasons = 'no_rule_applies'"
-    ).fetchone()[0]
-    return {"by_category": counts, "no_rule_applies": unmatched}
+    ).fetchall()[0][0]
+    return {
+        "by_category": counts, "no_rule_applies": unmatched, "mode": "full" if pending.full else "incremental",
+        "why": pending.why, "scans_classified": scans,
+    }
 
 
 @dg.asset(
@@ -64,7 +129,11 @@ def mri_classification(
 
     rule_sets = load_rule_sets(config.rule_sets or None)
     with warehouse.connect() as con:
-        result = classify_scans(con, rule_sets)
+        result = classify_scans(con, rule_sets, full_refresh=config.full_refresh)
+        context.log.info(
+            f"{result['mode']} classification ({result['why']}): {result['scans_classified']:,} scan(s) "
+            f"x {len(rule_sets)} rule set(s)"
+        )
         rows = con.execute("SELECT count(*) FROM mri_classification").fetchone()[0]
         # How often each reason code fired, per rule set (any position in `reasons`).
         hits = con.execute(
@@ -77,6 +146,8 @@ def mri_classification(
     return dg.MaterializeResult(
         metadata={
             "rows": dg.MetadataValue.int(rows),
+            "mode": dg.MetadataValue.text(f"{result['mode']}: {result['why']}"),
+            "scans_classified": dg.MetadataValue.int(result["scans_classified"]),
             "rule_sets": dg.MetadataValue.text(", ".join(f"{r.name} {r.version}" for r in rule_sets)),
             "no_rule_applies": dg.MetadataValue.int(result["no_rule_applies"]),
             "reason_hits": dg.MetadataValue.md(

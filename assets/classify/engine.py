@@ -102,41 +102,74 @@ def validate_rule_set(rule_set: RuleSet, coded_features: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 
-def build_context(con) -> None:
-    """Scans with their linked referral, and every coded fact about each scan's patient up to the scan."""
+# Concepts the engine reads besides those of features.yaml: episodes, indication, conservative care, steroid runs.
+ENGINE_CONCEPTS = (
+    "spine_pain", "low_back_pain", "physical_therapy", "chiropractic", "evaluation_management",
+    "first_line_medication", "systemic_corticosteroid",
+)
+
+
+def build_context(con, coded_features: dict | None = None, patients: str | None = None) -> None:
+    """Scans with their linked referral (`_ctx`), and every coded fact about each scan's patient up to the scan
+    that maps to a concept the rules use (`_cfacts`).
+
+    Scans get a dense integer key `sid` (in scan_id order): every later join and grouping runs on it, which is
+    several times cheaper than hashing the VARCHAR scan ids. Facts are matched to concepts before they are
+    joined to scans, so history codes no rule reads (downstream-only concepts, unmapped codes) never multiply
+    by the scans of their patient. With `patients` (a table with `patient_id`) only their scans are built.
+    """
+    from assets.classify.rule_sets import load_coded_features
+
+    coded_features = coded_features if coded_features is not None else load_coded_features()
+    concepts = sorted(
+        {item["concept"] for spec in coded_features.values() for item in spec["concepts"]} | set(ENGINE_CONCEPTS)
+    )
+    only = f"WHERE l.patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _ctx AS
-        SELECT l.scan_id, l.patient_id, l.scan_date, l.procedure_code, l.body_region, l.referral_id, l.link_method,
+        f"""CREATE OR REPLACE TEMP TABLE _ctx AS
+        SELECT CAST(row_number() OVER (ORDER BY l.scan_id) AS INTEGER) AS sid,
+               l.scan_id, l.patient_id, l.scan_date, l.procedure_code, l.body_region, l.referral_id, l.link_method,
                r.referral_date, r.diagnosis_codes AS referral_codes, s.diagnosis_codes AS scan_codes,
                CASE WHEN r.symptom_onset_date <= l.scan_date THEN r.symptom_onset_date END AS documented_onset,
                r.patient_age, r.referring_specialty, r.care_setting
         FROM scan_links l
         JOIN scans_current s USING (scan_id)
-        LEFT JOIN referrals_current r ON r.referral_id = l.referral_id"""
+        LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+        {only}
+        ORDER BY sid"""
     )
+    concept_list = ", ".join(_sql_str(c) for c in concepts)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _facts AS
-        SELECT scan_id, 'referral' AS source, referral_date AS fact_date, 'ICD10CM' AS code_system,
-               unnest(referral_codes) AS code, CAST(NULL AS INTEGER) AS days_supply
-        FROM _ctx WHERE referral_codes IS NOT NULL
-        UNION ALL
-        SELECT scan_id, 'scan', scan_date, 'ICD10CM', unnest(scan_codes), NULL FROM _ctx
-        UNION ALL
-        SELECT c.scan_id, 'history', e.event_date, e.code_system, e.code, e.days_supply
-        FROM _ctx c JOIN clinical_events e ON e.patient_id = c.patient_id AND e.event_date <= c.scan_date
-        UNION ALL
-        SELECT c.scan_id, 'prior_scan', p.scan_date, 'CPT', p.procedure_code, NULL
-        FROM _ctx c JOIN scans_current p
-          ON p.patient_id = c.patient_id AND p.scan_date < c.scan_date AND p.scan_id <> c.scan_id"""
+        f"""CREATE OR REPLACE TEMP TABLE _code_concepts AS
+        WITH c AS (
+            SELECT DISTINCT code_system, code FROM clinical_events
+            UNION SELECT 'ICD10CM', unnest(referral_codes) FROM _ctx
+            UNION SELECT 'ICD10CM', unnest(scan_codes) FROM _ctx
+        ),
+        m AS ({concept_match_sql('c')})
+        SELECT * FROM m WHERE concept IN ({concept_list})"""
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _code_concepts AS {concept_match_sql('_facts')}")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _cfacts AS
-        SELECT f.scan_id, f.source, f.fact_date, f.code_system, f.code, f.days_supply, cc.concept,
-               c.scan_date - f.fact_date AS days_before
-        FROM _facts f
-        JOIN _code_concepts cc USING (code_system, code)
-        JOIN _ctx c USING (scan_id)"""
+        WITH own AS (
+            SELECT sid, 'referral' AS source, referral_date AS fact_date, unnest(referral_codes) AS code
+            FROM _ctx WHERE referral_codes IS NOT NULL
+            UNION ALL
+            SELECT sid, 'scan', scan_date, unnest(scan_codes) FROM _ctx
+        ),
+        events AS (
+            SELECT e.patient_id, e.event_date, e.code_system, e.code, e.days_supply, cc.concept
+            FROM clinical_events e JOIN _code_concepts cc USING (code_system, code)
+        )
+        SELECT o.sid, o.source, o.fact_date, 'ICD10CM' AS code_system, o.code, CAST(NULL AS INTEGER) AS days_supply,
+               cc.concept, c.scan_date - o.fact_date AS days_before
+        FROM own o
+        JOIN _code_concepts cc ON cc.code_system = 'ICD10CM' AND cc.code = o.code
+        JOIN _ctx c USING (sid)
+        UNION ALL
+        SELECT c.sid, 'history', e.event_date, e.code_system, e.code, e.days_supply, e.concept,
+               c.scan_date - e.event_date
+        FROM events e JOIN _ctx c ON c.patient_id = e.patient_id AND e.event_date <= c.scan_date"""
     )
 
 
@@ -172,19 +205,33 @@ def _base_key(p: dict) -> str:
     )
 
 
+def feature_set_id(p: dict) -> str:
+    """A short stable id for the base features a rule set's parameters produce (rule sets sharing it share rows
+    in `scan_feature_values`)."""
+    import hashlib
+
+    return hashlib.sha1(_base_key(p).encode()).hexdigest()[:12]
+
+
+def _derived_columns(values: dict) -> str:
+    """The derived features as SQL columns; `values` maps each parameter they use to a literal or a column."""
+    return ",\n".join(
+        f"({sql.format(**values)}) AS {name}"
+        for name, sql in DERIVED_FEATURES.items()
+        if name not in ("conservative_care", "repeat_mri")
+    )
+
+
 def build_features(con, rule_set: RuleSet, coded_features: dict, cache: dict | None = None) -> None:
-    """Create `_features` for one rule set: one row per scan."""
+    """Create `_features` for one rule set: one row per scan (base features are reused from the previous rule
+    set when only derived-feature parameters differ)."""
     p = rule_set.parameters
     key = _base_key(p)
     if cache is None or cache.get("base_key") != key:
         _build_base_features(con, p, coded_features)
         if cache is not None:
             cache["base_key"] = key
-    derived = ",\n".join(
-        f"({sql.format(**{k: _lit(v) if not isinstance(v, str) else v for k, v in p.items()})}) AS {name}"
-        for name, sql in DERIVED_FEATURES.items()
-        if name not in ("conservative_care", "repeat_mri")
-    )
+    derived = _derived_columns({k: _lit(p[k]) for k in _DERIVED_ONLY_PARAMETERS})
     con.execute(f"CREATE OR REPLACE TEMP VIEW _features AS SELECT *, {derived} FROM _base_features")
 
 
@@ -205,46 +252,51 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _steroid_runs AS
         WITH fills AS (
-            SELECT scan_id, fact_date AS start_date,
+            SELECT sid, fact_date AS start_date,
                    fact_date + CAST(greatest(coalesce(days_supply, 1), 1) - 1 AS INTEGER) AS end_date
             FROM _cfacts WHERE concept = 'systemic_corticosteroid' AND source = 'history'
         ),
         ordered AS (
-            SELECT *, max(end_date) OVER (PARTITION BY scan_id ORDER BY start_date, end_date
+            SELECT *, max(end_date) OVER (PARTITION BY sid ORDER BY start_date, end_date
                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
             FROM fills
         ),
         runs AS (
             SELECT *, sum(CASE WHEN prev_end IS NULL OR start_date > prev_end + 1 THEN 1 ELSE 0 END)
-                      OVER (PARTITION BY scan_id ORDER BY start_date, end_date) AS run_id
+                      OVER (PARTITION BY sid ORDER BY start_date, end_date) AS run_id
             FROM ordered
         )
-        SELECT r.scan_id, min(r.start_date) AS run_start, max(r.end_date) AS run_end,
+        SELECT r.sid, min(r.start_date) AS run_start, max(r.end_date) AS run_end,
                least(max(r.end_date), any_value(c.scan_date))
                  - greatest(min(r.start_date), any_value(c.scan_date) - {_lit(p['steroid_lookback_days'])}) + 1
                  AS days_in_window
-        FROM runs r JOIN _ctx c USING (scan_id)
-        GROUP BY r.scan_id, r.run_id"""
+        FROM runs r JOIN _ctx c USING (sid)
+        GROUP BY r.sid, r.run_id"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _hits AS
-        SELECT f.scan_id, fc.feature, fc.label, f.source, f.fact_date, f.code_system, f.code, f.days_before
+        SELECT f.sid, fc.feature, fc.label, f.source, f.fact_date, f.code_system, f.code, f.days_before
         FROM _cfacts f JOIN _feature_concepts fc USING (concept)
         WHERE f.source IN ('referral', 'scan') OR fc.lookback IS NULL OR f.days_before <= fc.lookback
         UNION ALL
-        SELECT scan_id, 'immunosuppression', 'immunosuppression', 'history', run_end, 'RXNORM',
+        SELECT sid, 'immunosuppression', 'immunosuppression', 'history', run_end, 'RXNORM',
                'systemic corticosteroids ' || days_in_window || ' consecutive days to', 0
         FROM _steroid_runs WHERE days_in_window >= {_lit(p['steroid_min_consecutive_days'])}"""
     )
     feature_names = list(coded_features)
-    flags = ",\n".join(f"bool_or(feature = '{f}') AS {f}" for f in feature_names)
-    evidence = ",\n".join(
-        f"""string_agg(DISTINCT CASE WHEN feature = '{f}' THEN {_fact_text()} END, '; ') AS ev_{f}"""
-        for f in feature_names
+    # Evidence text per scan and feature first (one narrow grouping), then one row per scan: far cheaper than a
+    # DISTINCT string aggregate per feature over every hit.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _hit_evidence AS
+        WITH t AS (SELECT DISTINCT sid, feature, fact_date, {_fact_text()} AS text FROM _hits)
+        SELECT sid, feature, string_agg(text, '; ' ORDER BY fact_date, text) AS evidence
+        FROM t GROUP BY sid, feature"""
     )
+    flags = ",\n".join(f"bool_or(feature = '{f}') AS {f}" for f in feature_names)
+    evidence = ",\n".join(f"any_value(evidence) FILTER (WHERE feature = '{f}') AS ev_{f}" for f in feature_names)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _hit_summary AS
-        SELECT scan_id, {flags}, {evidence} FROM _hits GROUP BY scan_id"""
+        SELECT sid, {flags}, {evidence} FROM _hit_evidence GROUP BY sid"""
     )
 
     # Episode: documented onset, else the latest back-pain diagnosis that follows a clean period, provided
@@ -252,60 +304,77 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _episodes AS
         WITH d AS (
-            SELECT DISTINCT scan_id, fact_date, first(code ORDER BY code) OVER (PARTITION BY scan_id, fact_date) AS code
-            FROM _cfacts WHERE concept = 'spine_pain' AND source = 'history'
+            SELECT sid, fact_date, min(code) AS code
+            FROM _cfacts WHERE concept = 'spine_pain' AND source = 'history' GROUP BY sid, fact_date
         ),
         g AS (
-            SELECT scan_id, fact_date, code,
-                   fact_date - lag(fact_date) OVER (PARTITION BY scan_id ORDER BY fact_date) AS gap
+            SELECT sid, fact_date, code,
+                   fact_date - lag(fact_date) OVER (PARTITION BY sid ORDER BY fact_date) AS gap
             FROM d
         )
-        SELECT scan_id, max(fact_date) AS last_pain_dx,
+        SELECT sid, max(fact_date) AS last_pain_dx,
                max(fact_date) FILTER (WHERE gap IS NULL OR gap > {_lit(p['lbp_clean_period_days'])}) AS start_dx,
                arg_max(code, fact_date) FILTER (WHERE gap IS NULL OR gap > {_lit(p['lbp_clean_period_days'])})
                    AS start_code
-        FROM g GROUP BY scan_id"""
+        FROM g GROUP BY sid"""
     )
-    # Conservative care in the OP-8 windows, and first-line medication trials.
+    # Conservative care in the OP-8 windows, and first-line medication trials. Only facts inside a window are
+    # grouped; the evidence lists them in date order.
+    pt, chiro = _lit(p['op8_pt_lookback_days']), _lit(p['op8_chiro_lookback_days'])
+    em_min, em_max = _lit(p['op8_em_min_days']), _lit(p['op8_em_max_days'])
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _care AS
-        SELECT scan_id,
-            bool_or(concept = 'physical_therapy' AND days_before BETWEEN 1 AND {_lit(p['op8_pt_lookback_days'])}) AS pt,
-            bool_or(concept = 'chiropractic' AND days_before BETWEEN 1 AND {_lit(p['op8_chiro_lookback_days'])}) AS chiro,
-            bool_or(concept = 'evaluation_management'
-                    AND days_before BETWEEN {_lit(p['op8_em_min_days'])} AND {_lit(p['op8_em_max_days'])}) AS em,
-            coalesce(sum(days_supply) FILTER (WHERE concept = 'first_line_medication'
-                    AND days_before BETWEEN 1 AND {_lit(p['medication_trial_lookback_days'])}), 0) AS medication_days,
-            string_agg(DISTINCT CASE
-                WHEN (concept = 'physical_therapy' AND days_before BETWEEN 1 AND {_lit(p['op8_pt_lookback_days'])})
-                  OR (concept = 'chiropractic' AND days_before BETWEEN 1 AND {_lit(p['op8_chiro_lookback_days'])})
-                  OR (concept = 'evaluation_management'
-                      AND days_before BETWEEN {_lit(p['op8_em_min_days'])} AND {_lit(p['op8_em_max_days'])})
-                THEN replace(concept, '_', ' ') || ' ' || code || ' on ' || strftime(fact_date, '%Y-%m-%d')
-                END, '; ') AS ev_care
-        FROM _cfacts
-        WHERE source = 'history'
-          AND concept IN ('physical_therapy', 'chiropractic', 'evaluation_management', 'first_line_medication')
-        GROUP BY scan_id"""
+        WITH w AS (
+            SELECT sid, concept, code, fact_date, days_supply,
+                   concept <> 'first_line_medication' AS op8
+            FROM _cfacts
+            WHERE source = 'history'
+              AND ((concept = 'physical_therapy' AND days_before BETWEEN 1 AND {pt})
+                OR (concept = 'chiropractic' AND days_before BETWEEN 1 AND {chiro})
+                OR (concept = 'evaluation_management' AND days_before BETWEEN {em_min} AND {em_max})
+                OR (concept = 'first_line_medication'
+                    AND days_before BETWEEN 1 AND {_lit(p['medication_trial_lookback_days'])}))
+        ),
+        texts AS (
+            SELECT DISTINCT sid, fact_date,
+                   replace(concept, '_', ' ') || ' ' || code || ' on ' || strftime(fact_date, '%Y-%m-%d') AS text
+            FROM w WHERE op8
+        ),
+        evidence AS (SELECT sid, string_agg(text, '; ' ORDER BY fact_date, text) AS ev_care FROM texts GROUP BY sid),
+        flags AS (
+            SELECT sid,
+                   bool_or(concept = 'physical_therapy') AS pt,
+                   bool_or(concept = 'chiropractic') AS chiro,
+                   bool_or(concept = 'evaluation_management') AS em,
+                   coalesce(sum(days_supply) FILTER (WHERE concept = 'first_line_medication'), 0) AS medication_days
+            FROM w GROUP BY sid
+        )
+        SELECT * FROM flags LEFT JOIN evidence USING (sid)"""
     )
     # Prior MRI of the same spine region within the repeat window (history events and earlier scans).
     mri_codes = ", ".join(f"'{c}'" for c in sorted(SPINE_MRI_REGIONS))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _prior_mri AS
-        SELECT f.scan_id, arg_max(f.code, f.fact_date) AS code, max(f.fact_date) AS prior_date
-        FROM _facts f JOIN _ctx c USING (scan_id)
-        WHERE f.source IN ('history', 'prior_scan') AND f.code_system = 'CPT' AND f.code IN ({mri_codes})
-          AND {region_case('f.code')} = c.body_region
+        WITH prior AS (
+            SELECT patient_id, event_date AS fact_date, code, NULL AS scan_id FROM clinical_events
+            WHERE code_system = 'CPT' AND code IN ({mri_codes})
+            UNION ALL
+            SELECT patient_id, scan_date, procedure_code, scan_id FROM scans_current
+            WHERE procedure_code IN ({mri_codes})
+        )
+        SELECT c.sid, arg_max(f.code, f.fact_date) AS code, max(f.fact_date) AS prior_date
+        FROM prior f JOIN _ctx c ON c.patient_id = f.patient_id
+        WHERE {region_case('f.code')} = c.body_region AND f.scan_id IS DISTINCT FROM c.scan_id
           AND c.scan_date - f.fact_date BETWEEN 1 AND {_lit(p['repeat_mri_lookback_days'])}
-        GROUP BY f.scan_id"""
+        GROUP BY c.sid"""
     )
     # Whether the referral or the scan carries a back-pain code (the indication).
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _indication AS
-        SELECT scan_id,
+        SELECT sid,
                bool_or(concept = 'spine_pain') AS pain_indication,
                bool_or(concept = 'low_back_pain') AS lbp_indication
-        FROM _cfacts WHERE source IN ('referral', 'scan') GROUP BY scan_id"""
+        FROM _cfacts WHERE source IN ('referral', 'scan') GROUP BY sid"""
     )
     coded_cols = ",\n".join(f"coalesce(h.{f}, false) AS {f}, h.ev_{f}" for f in feature_names)
     contrast = ", ".join(f"'{c}'" for c in CONTRAST_CODES)
@@ -327,18 +396,19 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
             m.prior_date IS NOT NULL AS repeat_mri, m.code AS prior_mri_code, m.prior_date AS prior_mri_date,
             c.procedure_code IN ({contrast}) AS contrast
         FROM _ctx c
-        LEFT JOIN _hit_summary h USING (scan_id)
-        LEFT JOIN _episodes e USING (scan_id)
-        LEFT JOIN _indication i USING (scan_id)
-        LEFT JOIN _care k USING (scan_id)
-        LEFT JOIN _prior_mri m USING (scan_id)
+        LEFT JOIN _hit_summary h USING (sid)
+        LEFT JOIN _episodes e USING (sid)
+        LEFT JOIN _indication i USING (sid)
+        LEFT JOIN _care k USING (sid)
+        LEFT JOIN _prior_mri m USING (sid)
         )
         SELECT *,
             CAST(scan_date - episode_start AS INTEGER) AS days_since_onset,
             care_pt OR care_chiro OR care_em OR care_medication_days >= {_lit(p['conservative_min_days'])}
                 AS conservative_care,
             care_pt OR care_chiro OR care_em AS op8_conservative_care
-        FROM joined"""
+        FROM joined
+        ORDER BY sid"""
     )
 
 
@@ -390,10 +460,9 @@ def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) 
     return "concat_ws('; ', " + ", ".join(parts) + ")"
 
 
-def classify_rule_set(
-    con, rule_set: RuleSet, coded_features: dict, create_features_table: bool = False, cache: dict | None = None
-) -> None:
-    """Append this rule set's rows to `mri_classification` and `scan_features`."""
+def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict | None = None) -> None:
+    """Append this rule set's rows to `mri_classification`, and its base features to `scan_feature_values` when
+    no earlier rule set of this run produced the same ones."""
     build_features(con, rule_set, coded_features, cache)
     p = rule_set.parameters
     known = set(coded_features) | set(DERIVED_FEATURES)
@@ -412,18 +481,18 @@ def classify_rule_set(
         for c, r in zip(conds, rules)
     ) + "]"
     timing = _evidence_sql(["early"], p)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _decided AS
-        WITH c AS (SELECT f.*, {category_case} AS category FROM _features f)
-        SELECT f.*,
-               list_filter({reasons}, lambda x: x IS NOT NULL) AS reason_list,
-               list_filter({evidence}, lambda x: x IS NOT NULL AND x <> '') AS evidence_list
-        FROM c f"""
-    )
     version = _sql_str(rule_set.version)
     name = _sql_str(rule_set.name)
+    # One pass from the features to the contract's rows (no wide intermediate table).
     con.execute(
         f"""INSERT INTO mri_classification
+        WITH c AS (SELECT f.*, {category_case} AS category FROM _features f),
+        d AS (
+            SELECT f.*,
+                   list_filter({reasons}, lambda x: x IS NOT NULL) AS reason_list,
+                   list_filter({evidence}, lambda x: x IS NOT NULL AND x <> '') AS evidence_list
+            FROM c f
+        )
         SELECT scan_id, patient_id, scan_date, procedure_code, body_region, {name}, {version}, category,
                CASE WHEN len(reason_list) = 0 THEN 'no_rule_applies' ELSE array_to_string(reason_list, ';') END,
                CASE WHEN category = 'out_of_scope' THEN array_to_string(evidence_list, ' | ')
@@ -444,12 +513,53 @@ def classify_rule_set(
                     THEN contrast AND NOT (cancer OR infection OR immunosuppression OR cauda_equina
                                            OR prior_lumbar_surgery) END,
                CASE WHEN category <> 'out_of_scope' THEN mri_contraindication END
-        FROM _decided f ORDER BY scan_id"""
+        FROM d f"""
     )
-    select = f"""SELECT {name} AS rule_set, {version} AS rule_set_version,
-                  * EXCLUDE (referral_codes, scan_codes, reason_list, evidence_list, category)
-                  FROM _decided"""
-    if create_features_table:
-        con.execute(f"CREATE TABLE scan_features AS {select}")
-    else:
-        con.execute(f"INSERT INTO scan_features BY NAME {select}")
+    feature_set = feature_set_id(p)
+    persisted = cache.setdefault("persisted", set()) if cache is not None else set()
+    if feature_set not in persisted:
+        persisted.add(feature_set)
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scan_feature_values' AND NOT temporary"
+        ).fetchall()[0][0]
+        if not exists:
+            create_feature_tables(con)
+        con.execute(
+            f"""INSERT INTO scan_feature_values BY NAME
+            SELECT {_sql_str(feature_set)} AS feature_set, * EXCLUDE (sid, referral_codes, scan_codes)
+            FROM _base_features"""
+        )
+
+
+def create_feature_tables(con) -> None:
+    """The persistent tables behind `scan_features`, created empty (columns from the temp `_base_features`)."""
+    con.execute(
+        """CREATE OR REPLACE TABLE scan_feature_values AS
+        SELECT CAST(NULL AS VARCHAR) AS feature_set, * EXCLUDE (sid, referral_codes, scan_codes)
+        FROM _base_features LIMIT 0"""
+    )
+    params = ", ".join(f"{k} INTEGER" for k in _DERIVED_ONLY_PARAMETERS)
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS rule_set_feature_sets (
+            rule_set VARCHAR, rule_set_version VARCHAR, feature_set VARCHAR, {params})"""
+    )
+
+
+def record_feature_sets(con, rule_sets: list[RuleSet]) -> None:
+    """Which feature set each rule set reads, and the view `scan_features`: one row per scan per rule set with
+    every feature and its evidence. Rule sets that differ only in derived-feature parameters share the stored
+    base rows, so the second rule set costs no second copy of a million wide rows."""
+    con.execute("DELETE FROM rule_set_feature_sets")
+    names = ", ".join(_DERIVED_ONLY_PARAMETERS)
+    con.executemany(
+        f"INSERT INTO rule_set_feature_sets (rule_set, rule_set_version, feature_set, {names}) "
+        f"VALUES (?, ?, ?{', ?' * len(_DERIVED_ONLY_PARAMETERS)})",
+        [[r.name, r.version, feature_set_id(r.parameters), *[r.parameters[k] for k in _DERIVED_ONLY_PARAMETERS]]
+         for r in rule_sets],
+    )
+    derived = _derived_columns({k: f"r.{k}" for k in _DERIVED_ONLY_PARAMETERS})
+    con.execute(
+        f"""CREATE OR REPLACE VIEW scan_features AS
+        SELECT r.rule_set, r.rule_set_version, v.* EXCLUDE (feature_set), {derived}
+        FROM scan_feature_values v JOIN rule_set_feature_sets r USING (feature_set)"""
+    )

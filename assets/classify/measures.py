@@ -37,31 +37,51 @@ EXCLUSIONS = {
 }
 
 
-def build_hedis_lbp(con, p: dict) -> dict:
-    """(Re)create `hedis_lbp` under the parameters `p` (the standard rule set's); returns the measure."""
+NUMERATOR_CONCEPTS = ("low_back_pain", "lumbar_imaging", "systemic_corticosteroid")
+
+
+def build_hedis_lbp(con, p: dict, patients: str | None = None) -> dict:
+    """(Re)create `hedis_lbp` under the parameters `p` (the standard rule set's); returns the measure.
+
+    With `patients` (a table with a `patient_id` column) only those patients' rows are recomputed and replaced;
+    the measure is per patient, so the others cannot change.
+    """
     window = int(p["hedis_imaging_window_days"])
     clean = int(p["lbp_clean_period_days"])
+    only = f"WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
+    concepts = ", ".join(f"'{c}'" for c in (*NUMERATOR_CONCEPTS, *EXCLUSIONS))
+    # Codes are matched to the measure's concepts once per distinct code, before any row is copied.
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _patient_facts AS
-        SELECT patient_id, event_date AS fact_date, code_system, code, days_supply FROM clinical_events
-        UNION ALL
-        SELECT patient_id, referral_date, 'ICD10CM', unnest(diagnosis_codes), NULL FROM referrals_current
-        UNION ALL
-        SELECT patient_id, scan_date, 'ICD10CM', unnest(diagnosis_codes), NULL FROM scans_current
-        UNION ALL
-        SELECT patient_id, scan_date, 'CPT', procedure_code, NULL FROM scans_current"""
+        f"""CREATE OR REPLACE TEMP TABLE _hedis_codes AS
+        WITH c AS (
+            SELECT DISTINCT code_system, code FROM clinical_events
+            UNION SELECT 'ICD10CM', unnest(diagnosis_codes) FROM referrals_current
+            UNION SELECT 'ICD10CM', unnest(diagnosis_codes) FROM scans_current
+            UNION SELECT 'CPT', procedure_code FROM scans_current
+        ),
+        m AS ({concept_match_sql('c')})
+        SELECT * FROM m WHERE concept IN ({concepts})"""
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _patient_codes AS {concept_match_sql('_patient_facts')}")
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _patient_cfacts AS
+        f"""CREATE OR REPLACE TEMP TABLE _patient_cfacts AS
+        WITH f AS (
+            SELECT patient_id, event_date AS fact_date, code_system, code, days_supply
+            FROM clinical_events {only}
+            UNION ALL
+            SELECT patient_id, referral_date, 'ICD10CM', unnest(diagnosis_codes), NULL FROM referrals_current {only}
+            UNION ALL
+            SELECT patient_id, scan_date, 'ICD10CM', unnest(diagnosis_codes), NULL FROM scans_current {only}
+            UNION ALL
+            SELECT patient_id, scan_date, 'CPT', procedure_code, NULL FROM scans_current {only}
+        )
         SELECT DISTINCT f.patient_id, f.fact_date, f.code_system, f.code, f.days_supply, c.concept
-        FROM _patient_facts f JOIN _patient_codes c USING (code_system, code)"""
+        FROM f JOIN _hedis_codes c USING (code_system, code)"""
     )
     exclusion_rows = ", ".join(
         f"('{concept}', {'NULL' if days is None else days})" for concept, days in EXCLUSIONS.items()
     )
     con.execute(
-        f"""CREATE OR REPLACE TABLE hedis_lbp AS
+        f"""CREATE OR REPLACE TEMP TABLE _hedis_rows AS
         WITH lbp AS (
             SELECT DISTINCT patient_id, fact_date, code FROM _patient_cfacts WHERE concept = 'low_back_pain'
         ),
@@ -127,8 +147,8 @@ def build_hedis_lbp(con, p: dict) -> dict:
             GROUP BY ALL
         )
         SELECT c.patient_id, c.measurement_year, c.iesd, c.index_code, a.age_at_iesd,
-               concat_ws(';', e.exclusions, CASE WHEN s.patient_id IS NOT NULL THEN 'long_term_steroids' END)
-                   AS exclusions,
+               nullif(concat_ws(';', e.exclusions,
+                                CASE WHEN s.patient_id IS NOT NULL THEN 'long_term_steroids' END), '') AS exclusions,
                coalesce(a.age_at_iesd BETWEEN {int(p['hedis_min_age'])} AND {int(p['hedis_max_age'])}, false)
                    AND e.exclusions IS NULL AND s.patient_id IS NULL AS in_denominator,
                i.imaging_date, i.imaging_code,
@@ -138,16 +158,21 @@ def build_hedis_lbp(con, p: dict) -> dict:
         LEFT JOIN ages a USING (patient_id, measurement_year)
         LEFT JOIN excluded e USING (patient_id, measurement_year)
         LEFT JOIN steroids s USING (patient_id, measurement_year)
-        LEFT JOIN imaging i USING (patient_id, measurement_year)
-        ORDER BY c.patient_id, c.measurement_year"""
+        LEFT JOIN imaging i USING (patient_id, measurement_year)"""
     )
-    con.execute("UPDATE hedis_lbp SET exclusions = NULL WHERE exclusions = ''")
-    denominator, numerator = con.execute(
-        "SELECT count(*) FILTER (WHERE in_denominator), "
+    if patients:
+        con.execute(f"DELETE FROM hedis_lbp WHERE patient_id IN (SELECT patient_id FROM {patients})")
+        con.execute("INSERT INTO hedis_lbp SELECT * FROM _hedis_rows ORDER BY patient_id, measurement_year")
+    else:
+        con.execute(
+            "CREATE OR REPLACE TABLE hedis_lbp AS SELECT * FROM _hedis_rows ORDER BY patient_id, measurement_year"
+        )
+    episodes, denominator, numerator = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE in_denominator), "
         "count(*) FILTER (WHERE in_denominator AND imaging_within_window) FROM hedis_lbp"
-    ).fetchone()
+    ).fetchall()[0]
     return {
-        "episodes": con.execute("SELECT count(*) FROM hedis_lbp").fetchone()[0],
+        "episodes": episodes,
         "denominator": denominator,
         "numerator": numerator,
         "rate_inverted": None if not denominator else round(1 - numerator / denominator, 4),

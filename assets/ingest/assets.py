@@ -26,6 +26,7 @@ def _ingest_table(
     import os
 
     from assets.ingest import identifiers
+    from assets.ingest.changes import begin_change
     from assets.ingest.readers import (
         detect_format,
         discover_native_files,
@@ -64,6 +65,8 @@ def _ingest_table(
             )
         con.execute("BEGIN TRANSACTION")
         try:
+            # Downstream steps recompute only the patients this load touches (assets/ingest/changes.py).
+            begin_change(con, table, first, last)
             # Idempotent re-runs: forget what these partitions loaded before, then load their files again.
             con.execute(f"DELETE FROM {table} WHERE _load_partition BETWEEN ? AND ?", [first, last])
             con.execute(
