@@ -194,34 +194,32 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
 
     # Every coded fact about the scan's patient up to the scan: the referral's and the scan's codes, the
     # patient's history events and earlier scans.
+    keys = ctx[["scan_id", "patient_id", "scan_date", "body_region"]]
     referral_facts = explode_codes(ctx, "scan_id", "referral_codes").merge(
         ctx[["scan_id", "referral_date"]].rename(columns={"referral_date": "fact_date"}), on="scan_id")
-    referral_facts = referral_facts.assign(source="referral", code_system="ICD10CM")
-    scan_facts = explode_codes(ctx, "scan_id", "diagnosis_codes").merge(
-        ctx[["scan_id", "scan_date"]].rename(columns={"scan_date": "fact_date"}), on="scan_id")
-    scan_facts = scan_facts.assign(source="scan", code_system="ICD10CM")
+    referral_facts = referral_facts.merge(keys, on="scan_id").assign(source="referral", code_system="ICD10CM")
+    scan_facts = explode_codes(ctx, "scan_id", "diagnosis_codes").merge(keys, on="scan_id")
+    scan_facts = scan_facts.assign(source="scan", code_system="ICD10CM", fact_date=scan_facts["scan_date"])
 
-    lookup = concept_lookup(
-        pd.concat([events[["code_system", "code"]], referral_facts[["code_system", "code"]],
-                   scan_facts[["code_system", "code"]],
-                   pd.DataFrame({"code_system": "CPT", "code": scans["procedure_code"]})], ignore_index=True),
-        value_sets)
-
-    history = events.merge(ctx[["scan_id", "patient_id", "scan_date"]], on="patient_id")
+    history = events[["patient_id", "event_date", "code_system", "code", "days_supply"]].merge(keys, on="patient_id")
     history = history[history["event_date"] <= history["scan_date"]]
     history = history.rename(columns={"event_date": "fact_date"}).assign(source="history")
 
-    prior = scans[["scan_id", "patient_id", "scan_date"]].merge(
+    prior = keys.merge(
         scans[["scan_id", "patient_id", "scan_date", "procedure_code"]].rename(
             columns={"scan_id": "prior_id", "scan_date": "fact_date", "procedure_code": "code"}),
         on="patient_id")
     prior = prior[(prior["fact_date"] < prior["scan_date"]) & (prior["scan_id"] != prior["prior_id"])]
     prior = prior.assign(source="prior_scan", code_system="CPT")
 
-    cols = ["scan_id", "source", "fact_date", "code_system", "code"]
+    lookup = concept_lookup(
+        pd.concat([events[["code_system", "code"]], referral_facts[["code_system", "code"]],
+                   scan_facts[["code_system", "code"]], prior[["code_system", "code"]]], ignore_index=True),
+        value_sets)
+
+    cols = ["scan_id", "scan_date", "body_region", "source", "fact_date", "code_system", "code"]
     facts = pd.concat([referral_facts[cols], scan_facts[cols], history[cols + ["days_supply"]], prior[cols]],
                       ignore_index=True)
-    facts = facts.merge(ctx[["scan_id", "scan_date", "body_region"]], on="scan_id")
     facts["days_before"] = (facts["scan_date"] - facts["fact_date"]).dt.days
     cfacts = facts.merge(lookup, on=["code_system", "code"])
     from_history = cfacts["source"] == "history"

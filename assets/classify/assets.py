@@ -173,13 +173,33 @@ def hedis_lbp(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     from assets.classify.rule_sets import load_rule_sets
     from assets.classify.value_sets import load_value_sets
 
+    import hashlib
+    import json
+
+    from assets.classify.measures import EXCLUSIONS
+    from assets.classify.value_sets import read_value_sets
+    from assets.ingest.changes import CHANGED_PATIENTS, mark_consumed, pending_changes
+
     (standard,) = load_rule_sets(["standard"])
+    signature = hashlib.sha256(json.dumps(
+        [ENGINE_VERSION, standard.parameters, EXCLUSIONS, read_value_sets()], sort_keys=True, default=str
+    ).encode()).hexdigest()[:16]
     with warehouse.connect() as con:
         load_value_sets(con)
-        measure = build_hedis_lbp(con, standard.parameters)
+        present = _relation_kind(con, "hedis_lbp") == "table"
+        # Per patient, like the classification: only patients with new or removed records are recomputed.
+        pending = pending_changes(con, "hedis_lbp", signature, present)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            measure = build_hedis_lbp(con, standard.parameters, None if pending.full else CHANGED_PATIENTS)
+            mark_consumed(con, "hedis_lbp", signature, pending.last_change)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
     context.log.info(
-        f"HEDIS LBP: {measure['denominator']:,} episodes in the denominator, {measure['numerator']:,} imaged "
-        f"within 28 days"
+        f"HEDIS LBP ({'full' if pending.full else 'incremental'}: {pending.why}): {measure['denominator']:,} "
+        f"episodes in the denominator, {measure['numerator']:,} imaged within 28 days"
     )
     return dg.MaterializeResult(
         metadata={k: (dg.MetadataValue.float(v) if isinstance(v, float) else dg.MetadataValue.int(v or 0))
