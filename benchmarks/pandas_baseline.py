@@ -80,6 +80,11 @@ def normalize_code(s: pd.Series) -> pd.Series:
     return clean_text(s).str.replace(".", "", regex=False).str.upper()
 
 
+def code_system_name(value: str) -> str:
+    name = re.sub(r"[^A-Z0-9]", "", value.upper())
+    return "CPT" if name == "CPT4" else name
+
+
 def explode_codes(df: pd.DataFrame, id_col: str, codes_col: str) -> pd.DataFrame:
     """One row per (id, code) from a `;`-separated list of ICD-10-CM codes."""
     long = df[[id_col, codes_col]].dropna(subset=[codes_col])
@@ -97,7 +102,10 @@ def load_inputs(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
         if col in referrals:
             referrals[col] = clean_text(referrals[col])
     referrals["referral_date"] = parse_date(referrals["referral_date"])
-    referrals["symptom_onset_date"] = parse_date(referrals.get("symptom_onset_date", pd.Series(pd.NA, index=referrals.index)))
+    if "symptom_onset_date" in referrals:
+        referrals["symptom_onset_date"] = parse_date(referrals["symptom_onset_date"])
+    else:
+        referrals["symptom_onset_date"] = pd.NaT
     # A referral delivered again in a later file replaces the earlier one.
     referrals = referrals.drop_duplicates("referral_id", keep="last").reset_index(drop=True)
 
@@ -118,11 +126,12 @@ def load_inputs(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
         events["event_date"] = parse_date(events["event_date"])
         # 'ICD-10-CM', 'icd10cm', 'CPT-4' name the contract's code systems (few distinct values: map them).
         systems = clean_text(events["code_system"])
-        names = {v: ("CPT" if re.sub(r"[^A-Z0-9]", "", v.upper()) == "CPT4" else re.sub(r"[^A-Z0-9]", "", v.upper()))
-                 for v in systems.dropna().unique()}
-        events["code_system"] = systems.map(names)
+        events["code_system"] = systems.map({v: code_system_name(v) for v in systems.dropna().unique()})
         events["code"] = normalize_code(events["code"])
-        events["days_supply"] = pd.to_numeric(events.get("days_supply"), errors="coerce")
+        if "days_supply" in events:
+            events["days_supply"] = pd.to_numeric(events["days_supply"], errors="coerce")
+        else:
+            events["days_supply"] = float("nan")
     return referrals, scans, events
 
 

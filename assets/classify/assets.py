@@ -202,8 +202,11 @@ def hedis_lbp(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         f"episodes in the denominator, {measure['numerator']:,} imaged within 28 days"
     )
     return dg.MaterializeResult(
-        metadata={k: (dg.MetadataValue.float(v) if isinstance(v, float) else dg.MetadataValue.int(v or 0))
-                  for k, v in measure.items()}
+        metadata={
+            **{k: (dg.MetadataValue.float(v) if isinstance(v, float) else dg.MetadataValue.int(v or 0))
+               for k, v in measure.items()},
+            "mode": dg.MetadataValue.text(f"{'full' if pending.full else 'incremental'}: {pending.why}"),
+        }
     )
 
 
