@@ -25,9 +25,10 @@ def copy_query_to_csv(con, query: str, path: Path) -> int:
     """Export a query with DuckDB's CSV writer to a temporary file, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"COPY ({query}) TO '{tmp.as_posix()}' (HEADER, DELIMITER ',')")
+    # COPY answers with the number of rows it wrote: the query runs once.
+    (rows,), = con.execute(f"COPY ({query}) TO '{tmp.as_posix()}' (HEADER, DELIMITER ',')").fetchall()
     os.replace(tmp, path)
-    return con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+    return rows
 
 
 def publish_directory(target: Path, build, archive_root: Path | None = None, stamp: str | None = None):

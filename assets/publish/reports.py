@@ -488,7 +488,13 @@ def per_scan_ctes(rule_sets: list[str]) -> str:
     """
 
 
-def aggregate_sql(rule_sets: list[str]) -> str:
+def materialize_per_scan(con, rule_sets: list[str]) -> None:
+    """`per_scan` as a temporary table (allowed on a read-only connection): the aggregates and the case list
+    both read it, and it is the expensive part (each scan's downstream events)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE per_scan AS {per_scan_ctes(rule_sets)} SELECT * FROM per_scan")
+
+
+def aggregate_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
     """One pass over `per_scan`, grouped by each rule set's category, by provider, by facility and overall."""
     dims = [f"cat_{i}" for i in range(len(rule_sets))] + ["provider_key", "facility_key"]
     cols = ["count(*) AS scans", "min(scan_date) AS first_scan", "max(scan_date) AS last_scan",
@@ -510,7 +516,7 @@ def aggregate_sql(rule_sets: list[str]) -> str:
     grouping = ", ".join(f"grouping({d}) AS g_{d}" for d in dims)
     sets = ", ".join(f"({d})" for d in dims) + ", ()"
     return (
-        per_scan_ctes(rule_sets)
+        (per_scan_ctes(rule_sets) if with_ctes else "")
         + f"""
     SELECT {grouping}, {', '.join(dims)}, {', '.join(cols)}
     FROM (SELECT *, coalesce(referring_provider_id, {_q(UNKNOWN)}) AS provider_key,
@@ -521,7 +527,7 @@ def aggregate_sql(rule_sets: list[str]) -> str:
     )
 
 
-def cases_sql(rule_sets: list[str]) -> str:
+def cases_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
     """The chart-review case list: every spine MRI the primary rule set calls potentially unnecessary."""
     other = ", ".join(
         f"p.cat_{i} AS {_slug(rs)}_category" for i, rs in enumerate(rule_sets) if i > 0
@@ -539,7 +545,7 @@ def cases_sql(rule_sets: list[str]) -> str:
         summary.append(f"CASE WHEN {col} IS NOT NULL THEN '{iv.key.replace('_', ' ')} day ' || {col} END")
     any_col = " OR ".join(f"p.first_{iv.key} IS NOT NULL" for iv in INTERVENTIONS)
     return (
-        per_scan_ctes(rule_sets)
+        (per_scan_ctes(rule_sets) if with_ctes else "")
         + f"""
     SELECT p.scan_id, p.scan_date, p.procedure_code, p.body_region, p.facility_id, p.referring_provider_id,
            p.referring_specialty, m.reasons, m.evidence, m.days_since_onset, m.conservative_care,
@@ -575,7 +581,8 @@ def gather(con) -> dict:
     """Everything the reports publish, read from the warehouse (aggregated, before suppression)."""
     rule_sets = _rule_sets_in(con)
     names = [rs for rs, _ in rule_sets] or [PRIMARY_RULE_SET]
-    cur = con.execute(aggregate_sql(names))
+    materialize_per_scan(con, names)
+    cur = con.execute(aggregate_sql(names, with_ctes=False))
     columns = [d[0] for d in cur.description]
     rows = [dict(zip(columns, r)) for r in cur.fetchall()]
     dims = [f"cat_{i}" for i in range(len(names))] + ["provider_key", "facility_key"]
@@ -596,13 +603,13 @@ def gather(con) -> dict:
     figures["regions"] = dict(q("SELECT body_region, count(*) FROM scan_links GROUP BY ALL"))
     figures["period"] = con.execute("SELECT min(scan_date), max(scan_date) FROM scan_links").fetchone()
     figures["coverage"] = con.execute(
-        """SELECT count(*),
+        """WITH span AS (SELECT patient_id, min(event_date) AS first_event, max(event_date) AS last_event
+                         FROM clinical_events GROUP BY patient_id)
+           SELECT count(*),
                   count(*) FILTER (WHERE l.referral_id IS NOT NULL),
-                  count(*) FILTER (WHERE EXISTS (SELECT 1 FROM clinical_events e
-                                                 WHERE e.patient_id = l.patient_id AND e.event_date <= l.scan_date)),
-                  count(*) FILTER (WHERE EXISTS (SELECT 1 FROM clinical_events e
-                                                 WHERE e.patient_id = l.patient_id AND e.event_date > l.scan_date))
-           FROM scan_links l WHERE l.body_region <> 'other'"""
+                  count(*) FILTER (WHERE span.first_event <= l.scan_date),
+                  count(*) FILTER (WHERE span.last_event > l.scan_date)
+           FROM scan_links l LEFT JOIN span USING (patient_id) WHERE l.body_region <> 'other'"""
     ).fetchone()
     figures["events_period"] = con.execute("SELECT min(event_date), max(event_date) FROM clinical_events").fetchone()
     figures["files"] = q(
@@ -1330,7 +1337,7 @@ def build_reports(con, out_dir: Path, generated_at: datetime) -> dict:
 
     rows: dict[str, int] = {}
     case_path = out_dir / "chart_review_cases.csv"
-    rows[case_path.name] = copy_query_to_csv(con, cases_sql(names), case_path)
+    rows[case_path.name] = copy_query_to_csv(con, cases_sql(names, with_ctes=False), case_path)
     text, rows["downstream_interventions.csv"] = downstream_csv(protection, figures)
     write_text_atomic(out_dir / "downstream_interventions.csv", text)
     text, rows["providers.csv"] = units_csv(protection, figures, "provider")
