@@ -85,9 +85,9 @@ def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
                 kind = _relation_kind(con, name)
                 if kind:
                     con.execute(f"DROP {kind.upper()} {name}")
-            build_context(con, coded_features)
+            build_context(con, rule_sets, coded_features)
         else:
-            build_context(con, coded_features, CHANGED_PATIENTS)
+            build_context(con, rule_sets, coded_features, CHANGED_PATIENTS)
             for table in ("mri_classification", "scan_feature_values"):
                 con.execute(f"DELETE FROM {table} WHERE patient_id IN (SELECT patient_id FROM {CHANGED_PATIENTS})")
         scans = con.execute("SELECT count(*) FROM _ctx").fetchall()[0][0]

@@ -102,32 +102,58 @@ def validate_rule_set(rule_set: RuleSet, coded_features: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 
-# Concepts the engine reads besides those of features.yaml: episodes, indication, conservative care, steroid runs.
-ENGINE_CONCEPTS = (
-    "spine_pain", "low_back_pain", "physical_therapy", "chiropractic", "evaluation_management",
-    "first_line_medication", "systemic_corticosteroid",
-)
+# Concepts the engine reads besides those of features.yaml, with how far back in the history each is read:
+# a parameter name, None for the whole history, or False when only the referral's and scan's own codes count.
+ENGINE_CONCEPTS = {
+    "spine_pain": None,                 # episodes: a clean period may reach back years
+    "low_back_pain": False,             # the indication: referral and scan codes only
+    "physical_therapy": "op8_pt_lookback_days",
+    "chiropractic": "op8_chiro_lookback_days",
+    "evaluation_management": "op8_em_max_days",
+    "first_line_medication": "medication_trial_lookback_days",
+    "systemic_corticosteroid": None,    # fills chain into runs that may start before the window
+}
 
 
-def build_context(con, coded_features: dict | None = None, patients: str | None = None) -> None:
+def history_lookbacks(rule_sets: list[RuleSet], coded_features: dict) -> dict:
+    """For each concept, how many days of history any of the rule sets can read (None: all; False: none).
+
+    Facts older than that cannot change a verdict, so they are never joined to scans: at a million scans this
+    skips most of the history (E&M visits, for one, count only 28-60 days before the scan).
+    """
+    needs: dict[str, list] = {}
+    for feature in coded_features.values():
+        for item in feature["concepts"]:
+            needs.setdefault(item["concept"], []).append(item.get("lookback"))
+    for concept, parameter in ENGINE_CONCEPTS.items():
+        needs.setdefault(concept, []).append(parameter)
+    lookbacks = {}
+    for concept, parameters in needs.items():
+        days = []
+        for parameter in parameters:
+            if parameter is False:
+                continue
+            for rule_set in rule_sets:
+                days.append(None if parameter is None else rule_set.parameters.get(parameter))
+        lookbacks[concept] = False if not days else (None if None in days else max(days))
+    return lookbacks
+
+
+def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients: str | None = None) -> None:
     """Scans with their linked referral (`_ctx`), and every coded fact about each scan's patient up to the scan
     that maps to a concept the rules use (`_cfacts`).
 
-    Scans get a dense integer key `sid` (in scan_id order): every later join and grouping runs on it, which is
-    several times cheaper than hashing the VARCHAR scan ids. Facts are matched to concepts before they are
+    Scans get an integer key `sid` (their row id in `scan_links`; numbering them with a window function would run
+    on one thread): every later join and grouping runs on it, several times cheaper than hashing VARCHAR ids. Facts are matched to concepts before they are
     joined to scans, so history codes no rule reads (downstream-only concepts, unmapped codes) never multiply
     by the scans of their patient. With `patients` (a table with `patient_id`) only their scans are built.
     """
-    from assets.classify.rule_sets import load_coded_features
-
-    coded_features = coded_features if coded_features is not None else load_coded_features()
-    concepts = sorted(
-        {item["concept"] for spec in coded_features.values() for item in spec["concepts"]} | set(ENGINE_CONCEPTS)
-    )
+    lookbacks = history_lookbacks(rule_sets, coded_features)
+    concepts = sorted(lookbacks)
     only = f"WHERE l.patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ctx AS
-        SELECT CAST(row_number() OVER (ORDER BY l.scan_id) AS INTEGER) AS sid,
+        SELECT l.rowid AS sid,
                l.scan_id, l.patient_id, l.scan_date, l.procedure_code, l.body_region, l.referral_id, l.link_method,
                r.referral_date, r.diagnosis_codes AS referral_codes, s.diagnosis_codes AS scan_codes,
                CASE WHEN r.symptom_onset_date <= l.scan_date THEN r.symptom_onset_date END AS documented_onset,
@@ -135,8 +161,7 @@ def build_context(con, coded_features: dict | None = None, patients: str | None 
         FROM scan_links l
         JOIN scans_current s USING (scan_id)
         LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
-        {only}
-        ORDER BY sid"""
+        {only}"""
     )
     concept_list = ", ".join(_sql_str(c) for c in concepts)
     con.execute(
@@ -149,17 +174,21 @@ def build_context(con, coded_features: dict | None = None, patients: str | None 
         m AS ({concept_match_sql('c')})
         SELECT * FROM m WHERE concept IN ({concept_list})"""
     )
+    history_rows = ", ".join(
+        f"({_sql_str(c)}, {'NULL' if days is None else _lit(days)})" for c, days in lookbacks.items() if days is not False
+    )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _cfacts AS
+        f"""CREATE OR REPLACE TEMP TABLE _cfacts AS
         WITH own AS (
             SELECT sid, 'referral' AS source, referral_date AS fact_date, unnest(referral_codes) AS code
             FROM _ctx WHERE referral_codes IS NOT NULL
             UNION ALL
             SELECT sid, 'scan', scan_date, unnest(scan_codes) FROM _ctx
         ),
+        reach (concept, lookback) AS (VALUES {history_rows}),
         events AS (
-            SELECT e.patient_id, e.event_date, e.code_system, e.code, e.days_supply, cc.concept
-            FROM clinical_events e JOIN _code_concepts cc USING (code_system, code)
+            SELECT e.patient_id, e.event_date, e.code_system, e.code, e.days_supply, cc.concept, r.lookback
+            FROM clinical_events e JOIN _code_concepts cc USING (code_system, code) JOIN reach r USING (concept)
         )
         SELECT o.sid, o.source, o.fact_date, 'ICD10CM' AS code_system, o.code, CAST(NULL AS INTEGER) AS days_supply,
                cc.concept, c.scan_date - o.fact_date AS days_before
@@ -169,7 +198,8 @@ def build_context(con, coded_features: dict | None = None, patients: str | None 
         UNION ALL
         SELECT c.sid, 'history', e.event_date, e.code_system, e.code, e.days_supply, e.concept,
                c.scan_date - e.event_date
-        FROM events e JOIN _ctx c ON c.patient_id = e.patient_id AND e.event_date <= c.scan_date"""
+        FROM events e JOIN _ctx c ON c.patient_id = e.patient_id AND e.event_date <= c.scan_date
+        WHERE e.lookback IS NULL OR c.scan_date - e.event_date <= e.lookback"""
     )
 
 
@@ -187,7 +217,7 @@ def _fact_text(prefix: str = "") -> str:
         f"{dotted(prefix + 'code', prefix + 'code_system')} || CASE {prefix}source "
         f"WHEN 'referral' THEN ' on the referral (' WHEN 'scan' THEN ' on the scan (' "
         f"WHEN 'prior_scan' THEN ' prior scan (' ELSE ' in history (' END "
-        f"|| strftime({prefix}fact_date, '%Y-%m-%d') || ')'"
+        f"|| CAST({prefix}fact_date AS VARCHAR) || ')'"
     )
 
 
@@ -288,9 +318,11 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
     # DISTINCT string aggregate per feature over every hit.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _hit_evidence AS
-        WITH t AS (SELECT DISTINCT sid, feature, fact_date, {_fact_text()} AS text FROM _hits)
-        SELECT sid, feature, string_agg(text, '; ' ORDER BY fact_date, text) AS evidence
-        FROM t GROUP BY sid, feature"""
+        SELECT sid, feature,
+               -- distinct facts in date order (sorting a small list per group beats an ordered aggregate)
+               array_to_string(list_transform(list_sort(list(DISTINCT {{'d': fact_date, 't': {_fact_text()}}})),
+                                              lambda x: x.t), '; ') AS evidence
+        FROM _hits GROUP BY sid, feature"""
     )
     flags = ",\n".join(f"bool_or(feature = '{f}') AS {f}" for f in feature_names)
     evidence = ",\n".join(f"any_value(evidence) FILTER (WHERE feature = '{f}') AS ev_{f}" for f in feature_names)
@@ -334,22 +366,18 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
                 OR (concept = 'evaluation_management' AND days_before BETWEEN {em_min} AND {em_max})
                 OR (concept = 'first_line_medication'
                     AND days_before BETWEEN 1 AND {_lit(p['medication_trial_lookback_days'])}))
-        ),
-        texts AS (
-            SELECT DISTINCT sid, fact_date,
-                   replace(concept, '_', ' ') || ' ' || code || ' on ' || strftime(fact_date, '%Y-%m-%d') AS text
-            FROM w WHERE op8
-        ),
-        evidence AS (SELECT sid, string_agg(text, '; ' ORDER BY fact_date, text) AS ev_care FROM texts GROUP BY sid),
-        flags AS (
-            SELECT sid,
-                   bool_or(concept = 'physical_therapy') AS pt,
-                   bool_or(concept = 'chiropractic') AS chiro,
-                   bool_or(concept = 'evaluation_management') AS em,
-                   coalesce(sum(days_supply) FILTER (WHERE concept = 'first_line_medication'), 0) AS medication_days
-            FROM w GROUP BY sid
         )
-        SELECT * FROM flags LEFT JOIN evidence USING (sid)"""
+        SELECT sid,
+               bool_or(concept = 'physical_therapy') AS pt,
+               bool_or(concept = 'chiropractic') AS chiro,
+               bool_or(concept = 'evaluation_management') AS em,
+               coalesce(sum(days_supply) FILTER (WHERE concept = 'first_line_medication'), 0) AS medication_days,
+               -- the OP-8 visits, distinct, in date order
+               nullif(array_to_string(list_transform(list_sort(
+                   list(DISTINCT {{'d': fact_date, 't': replace(concept, '_', ' ') || ' ' || code || ' on '
+                                                         || CAST(fact_date AS VARCHAR)}}) FILTER (WHERE op8)),
+                   lambda x: x.t), '; '), '') AS ev_care
+        FROM w GROUP BY sid"""
     )
     # Prior MRI of the same spine region within the repeat window (history events and earlier scans).
     mri_codes = ", ".join(f"'{c}'" for c in sorted(SPINE_MRI_REGIONS))
@@ -407,8 +435,7 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
             care_pt OR care_chiro OR care_em OR care_medication_days >= {_lit(p['conservative_min_days'])}
                 AS conservative_care,
             care_pt OR care_chiro OR care_em AS op8_conservative_care
-        FROM joined
-        ORDER BY sid"""
+        FROM joined"""
     )
 
 
@@ -423,7 +450,7 @@ def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) 
             parts.append(
                 "CASE WHEN f.episode_start IS NULL THEN 'episode start unknown: no documented onset and no "
                 f"back-pain diagnosis in the {_lit(p['episode_link_lookback_days'])} days before the scan' "
-                "ELSE 'episode start ' || strftime(f.episode_start, '%Y-%m-%d') || ' (' || f.episode_basis || '), ' "
+                "ELSE 'episode start ' || CAST(f.episode_start AS VARCHAR) || ' (' || f.episode_basis || '), ' "
                 "|| f.days_since_onset || ' days before the scan' END"
             )
         elif name == "conservative_care":
@@ -435,7 +462,7 @@ def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) 
         elif name == "repeat_mri":
             parts.append(
                 "'prior ' || f.body_region || ' MRI ' || f.prior_mri_code || ' on ' "
-                "|| strftime(f.prior_mri_date, '%Y-%m-%d') || ' (' || (f.scan_date - f.prior_mri_date) "
+                "|| CAST(f.prior_mri_date AS VARCHAR) || ' (' || (f.scan_date - f.prior_mri_date) "
                 "|| ' days before), no red flag or neurological symptom since'"
             )
         elif name == "no_indication":
