@@ -11,7 +11,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test dev generate clean browser
+.PHONY: setup run test dev generate clean browser bench
 
 setup: $(VENV)/.synced
 
@@ -34,6 +34,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium for the page tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
+
+# Benchmarks (benchmarks/run.py): generated input under benchmarks/data/, results and RESULTS.md in benchmarks/.
+SIZES ?= 100k,1M
+bench: setup
+	$(VENV)/bin/python -m benchmarks.run --sizes $(SIZES)
+	$(VENV)/bin/python -m benchmarks.report
 
 # The Dagster UI with the daemon (schedule and sensor) and a persistent instance in .dagster_home/.
 dev: setup

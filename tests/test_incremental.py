@@ -14,6 +14,7 @@ from assets.classify.measures import build_hedis_lbp
 from assets.classify.rule_sets import load_rule_sets
 from assets.classify.value_sets import load_value_sets
 from assets.ingest.changes import ensure_change_tables, mark_consumed, pending_changes
+from assets.ingest.linking import build_scan_links
 from assets.partitions import BASELINE_PARTITION
 from data_samples.generate import generate
 from pipelines.definitions import defs
@@ -21,6 +22,9 @@ from pipelines.jobs import NIGHTLY_JOB_NAME
 from tests.conftest import event, write_csv
 
 DERIVED_TABLES = {
+    "referrals_current": "SELECT * FROM referrals_current ORDER BY ALL",
+    "scans_current": "SELECT * FROM scans_current ORDER BY ALL",
+    "scan_links": "SELECT * FROM scan_links ORDER BY ALL",
     "mri_classification": "SELECT * FROM mri_classification ORDER BY ALL",
     "scan_features": "SELECT * FROM scan_features ORDER BY ALL",
     "hedis_lbp": "SELECT * FROM hedis_lbp ORDER BY ALL",
@@ -59,6 +63,7 @@ def _full_rebuild(warehouse, tmp_path):
     shutil.copy(warehouse, copy)
     con = duckdb.connect(str(copy))
     try:
+        build_scan_links(con)
         rule_sets = load_rule_sets()
         result = classify_scans(con, rule_sets, full_refresh=True)
         assert result["mode"] == "full"
@@ -161,7 +166,10 @@ def test_when_a_consumer_rebuilds_everything(con, case, expected_full, why):
         assert pending.patients == 1
 
 
-def test_changes_touching_most_patients_rebuild_everything(con):
+def test_changes_touching_most_patients_rebuild_everything(con, monkeypatch):
+    from assets.ingest import changes
+
+    monkeypatch.setattr(changes, "FULL_REBUILD_MIN_PATIENTS", 10)
     ensure_change_tables(con)
     con.execute("CREATE TABLE scans (patient_id VARCHAR, _load_partition VARCHAR)")
     con.execute("INSERT INTO scans SELECT 'P' || i, CASE WHEN i < 30 THEN 'd2' ELSE 'd1' END FROM range(100) t(i)")
@@ -169,3 +177,34 @@ def test_changes_touching_most_patients_rebuild_everything(con):
     con.execute("INSERT INTO ingest_changes VALUES (1, 'scans', 'd2', 'd2', now())")
     pending = pending_changes(con, "c", "s", tables_present=True)
     assert pending.full and "30 of 100 patients" in pending.why
+
+
+def test_a_scan_naming_another_patients_referral_is_relinked_and_reclassified(tmp_path):
+    from tests.conftest import referral, scan
+
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    write_csv(landing / "referrals.csv", [referral(referral_id="R_A", patient_id="A")])
+    write_csv(landing / "scans.csv", [scan(scan_id="S_A", patient_id="A", referral_id="R_B")])
+    write_csv(landing / "clinical_events.csv", [event(patient_id="A")])
+    # Patient B's referral arrives in a nightly drop; A's scan names it (a data error the links must follow).
+    write_csv(landing / "referrals_2025-06-01.csv", [
+        referral(referral_id="R_B", patient_id="B", diagnosis_codes="C79.51", referral_date="2025-03-02"),
+    ])
+    _run(landing, out, BASELINE_PARTITION)
+    _run(landing, out, "2025-06-01")
+    link = "SELECT link_method, referral_id FROM scan_links WHERE scan_id = 'S_A'"
+    verdict = "SELECT reasons FROM mri_classification WHERE scan_id = 'S_A' AND rule_set = 'standard'"
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    assert con.execute(link).fetchall() == [("explicit", "R_B")]
+    assert con.execute(verdict).fetchall() == [("red_flag_cancer",)]
+    con.close()
+
+    # The drop is re-delivered without that referral: A's scan falls back to A's own referral.
+    write_csv(landing / "referrals_2025-06-01.csv", [referral(referral_id="R_C", patient_id="C")])
+    meta = _run(landing, out, "2025-06-01")
+    assert meta["mri_classification"]["mode"].startswith("incremental")
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    assert con.execute(link).fetchall() == [("inferred_90d", "R_A")]
+    assert con.execute(verdict).fetchall() != [("red_flag_cancer",)]
+    con.close()
+    assert _derived(out / "warehouse.duckdb") == _full_rebuild(out / "warehouse.duckdb", tmp_path)

@@ -144,3 +144,16 @@ def test_pseudonymization_with_a_keyed_hash_keeps_links_and_hides_ids(tmp_path, 
         data = path.read_bytes()
         for needle in ("PATIENT-12", "ORDER-77", "ACC-901", key):
             assert needle.encode() not in data, f"{needle} in {path.name}"
+
+
+@pytest.mark.parametrize("value", [
+    "M54.50", "P000123", "Mr. Smith", "mr. smith", "MRS Jones", "call 555-123-4567", "mrn: 12345", "MRN#A-123",
+    "dob 01/02/1990", "Born on March 3, 1950", "12 Main street", "12 main st.", "x@y.com", "name: Bob",
+    "Patient Name = Ann Lee", "medical record no. 1234", "123-45-6789", "72148", "back pain 6 weeks", "",
+    "PT 3x/week", "seen by Dr Who", "12 Ct scan", "NAME:x",
+])
+def test_one_pass_over_all_patterns_finds_what_each_pattern_finds(con, value):
+    from assets.ingest.identifiers import ANY_PATTERN, PATTERNS
+
+    each = any(con.execute("SELECT regexp_matches(?, ?)", [value, p]).fetchall()[0][0] for p in PATTERNS.values())
+    assert con.execute("SELECT regexp_matches(?, ?)", [value, ANY_PATTERN]).fetchall()[0][0] == each

@@ -1,17 +1,20 @@
 """The classification engine: features per scan in DuckDB SQL, then the rule set's ordered rules.
 
-For one rule set it builds, set-based and without a Python loop over scans:
+Set-based, without a Python loop over scans:
 
-1. `_ctx`: each scan with its linked referral.
-2. `_facts`: every coded fact about the scan's patient up to the scan date: the referral's and the scan's
-   diagnosis codes, the patient's history events, and the patient's earlier scans.
-3. `_cfacts`: those facts matched to value-set concepts, with the days between fact and scan.
-4. `_hits`: the facts that make a coded feature true, within the feature's look-back window
-   (guidelines/features.yaml), plus runs of systemic steroids long enough to count as immunosuppression.
-5. `scan_features` rows: booleans (red flags, timing, conservative care, repeat imaging, ...) and the evidence
-   text behind each, with the episode start and days since onset.
-6. `mri_classification` rows: the first rule that holds decides the category; every rule of that category that
-   holds adds its reason and its evidence, most decisive first.
+1. `_ctx` (once per run): each scan with its linked referral, keyed by an integer `sid`.
+2. `_cfacts` (once per run): every coded fact about the scan's patient up to the scan date that maps to a
+   concept the rules read - the referral's and the scan's diagnosis codes, and history events no older than
+   any rule set looks back - with the days between fact and scan.
+3. Base features (once per distinct set of window parameters): `_hits` (facts that make a coded feature of
+   guidelines/features.yaml true within its look-back, plus runs of systemic steroids long enough to count as
+   immunosuppression), their evidence text, the episode start, conservative care in the OP-8 windows, prior
+   MRI of the same region; stored in `scan_feature_values` (the view `scan_features` adds the rule set and
+   its derived features).
+4. `mri_classification` rows per rule set: the first rule that holds decides the category; every rule of that
+   category that holds adds its reason and its evidence, most decisive first.
+
+With a set of patients (a nightly run) the same SQL runs on their scans only.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from assets.ingest.contract import TABLES
 
-# Above this share of all patients a full rebuild is cheaper than deleting and re-inserting their rows.
+# Above this share of all patients (and this many) a full rebuild is cheaper than deleting and re-inserting
+# their rows; a small warehouse is cheap either way.
 FULL_REBUILD_SHARE = 0.25
+FULL_REBUILD_MIN_PATIENTS = 10_000
 CHANGED_PATIENTS = "_changed_patients"
 
 
@@ -50,6 +52,15 @@ def begin_change(con, table: str, first: str, last: str) -> int:
     con.execute(
         "INSERT INTO ingest_changes VALUES (?, ?, ?, ?, current_timestamp)", [change_id, table, first, last]
     )
+    return change_id
+
+
+def record_patients(con, source: str, patient_ids: list[str]) -> int:
+    """A change made downstream of ingestion (e.g. relinked scans): these patients need recomputing too."""
+    ensure_change_tables(con)
+    change_id = con.execute("SELECT coalesce(max(change_id), 0) + 1 FROM ingest_changes").fetchall()[0][0]
+    con.execute("INSERT INTO ingest_changes VALUES (?, ?, NULL, NULL, current_timestamp)", [change_id, source])
+    con.executemany("INSERT INTO patient_changes VALUES (?, ?)", [[change_id, p] for p in patient_ids])
     return change_id
 
 
@@ -93,7 +104,7 @@ def pending_changes(con, consumer: str, signature: str, tables_present: bool, fo
     )
     changed = con.execute(f"SELECT count(*) FROM {CHANGED_PATIENTS}").fetchall()[0][0]
     total = con.execute("SELECT count(DISTINCT patient_id) FROM scans").fetchall()[0][0]
-    if changed > FULL_REBUILD_SHARE * max(total, 1):
+    if changed > max(FULL_REBUILD_SHARE * total, FULL_REBUILD_MIN_PATIENTS):
         return Pending(True, f"{changed:,} of {total:,} patients changed", last_change)
     return Pending(False, f"{changed:,} patient(s) changed since the last run", last_change, changed)
 
