@@ -35,6 +35,9 @@ def _ingest_table(
         native_source_dir,
     )
 
+    from assets.quality.expectations import warm_up_in_background
+
+    warm_up_in_background()  # the quality gate runs next; its library loads while this step works
     first, last = _partition_bounds(context)
     fmt = detect_format(landing.path, landing.input_format)
     # Claims and FHIR exports are converted to the native layout first (once for all three tables).

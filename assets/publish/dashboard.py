@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,17 +73,35 @@ def _section(title: str, content: str, note: str = "") -> str:
 SERIES = ["potentially_unnecessary", "other_in_scope"]
 
 
-def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str = "TRUE", order: str = "2 DESC"):
-    """(label, total, [potentially unnecessary, other in scope]) with small cells suppressed per row."""
-    rows = _q(con, f"""
-        SELECT {label_sql} AS label, count(*) AS total,
-               count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
-               count(*) FILTER (WHERE m.category <> 'potentially_unnecessary')
+# Verdicts with their referral's and scan's attributes, joined once per publication (temporary, so a read-only
+# connection can make it): the breakdowns and funnels read it a dozen times.
+JOINED = "_verdicts_joined"
+
+
+def _join_once(con) -> None:
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {JOINED} AS
+        SELECT m.scan_id, m.rule_set, m.category, m.scan_date,
+               r.referring_provider_id, r.referring_specialty, r.care_setting, r.patient_age, r.referral_date,
+               s.facility_id
         FROM mri_classification m
         JOIN scan_links l USING (scan_id)
         LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
-        LEFT JOIN scans_current s ON s.scan_id = m.scan_id
-        WHERE m.rule_set = ? AND m.category <> 'out_of_scope' AND {where}
+        LEFT JOIN scans_current s ON s.scan_id = m.scan_id""")
+
+
+def _on_joined(sql: str) -> str:
+    """An expression written against the referral (r.) and scan (s.) aliases, read from the joined table."""
+    return re.sub(r"\b[rs]\.", "m.", sql)
+
+
+def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str = "TRUE", order: str = "2 DESC"):
+    """(label, total, [potentially unnecessary, other in scope]) with small cells suppressed per row."""
+    rows = _q(con, f"""
+        SELECT {_on_joined(label_sql)} AS label, count(*) AS total,
+               count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
+               count(*) FILTER (WHERE m.category <> 'potentially_unnecessary')
+        FROM {JOINED} m
+        WHERE m.rule_set = ? AND m.category <> 'out_of_scope' AND {_on_joined(where)}
         GROUP BY 1 ORDER BY {order}""", [rule_set])
     out = []
     for label, total, *counts in rows:
@@ -204,10 +223,8 @@ def render_trends(con, figures: dict, subtitle: str) -> str:
         ("facility", "coalesce(s.facility_id, 'unknown')", "where the scan was performed"),
     ):
         rows = _q(con, f"""
-            SELECT {label_sql}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
-            FROM mri_classification m JOIN scan_links l USING (scan_id)
-            LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
-            LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+            SELECT {_on_joined(label_sql)}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
+            FROM {JOINED} m
             WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
         shown = [(u, n, x) for u, n, x in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
         hidden = len(rows) - len(shown)
@@ -348,6 +365,7 @@ def render_rule_sets(con, subtitle: str) -> str:
 def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -> dict:
     """Write every dashboard page into `out_dir`; returns page sizes in bytes."""
     generated_at = generated_at or datetime.now(timezone.utc)
+    _join_once(con)
     figures = gather(con)
     start, end = figures["period"]
     subtitle = (f"Scans dated {start} to {end} · standard rule set unless stated · published "

@@ -47,6 +47,24 @@ def check_definitions(directory: Path | None = None) -> list[CheckDef]:
     return defs
 
 
+def warm_up_in_background() -> None:
+    """Start importing Great Expectations on a background thread (it takes several seconds: scipy, altair,
+    sqlalchemy), so the import overlaps ingestion instead of delaying the quality gate that follows it."""
+    import sys
+    import threading
+
+    if "great_expectations" in sys.modules or any(t.name == "gx-warm-up" for t in threading.enumerate()):
+        return
+
+    def _import():
+        try:
+            import great_expectations  # noqa: F401
+        except Exception:  # the quality gate imports it again and reports any real problem
+            pass
+
+    threading.Thread(target=_import, name="gx-warm-up", daemon=True).start()
+
+
 def ensure_icd10cm_codes(con) -> int:
     """Warehouse table `icd10cm_codes`: every ICD-10-CM code (dotless), from the simple-icd-10-cm package."""
     exists = con.execute(
