@@ -37,6 +37,17 @@ class LandingResource(dg.ConfigurableResource):
         return Path(self.input_dir)
 
 
+def default_memory_limit(share: float = 0.6) -> str:
+    """`share` of this machine's physical memory, as a DuckDB setting ('' when the platform cannot tell)."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return ""
+    return f"{int(total * share) // 2**20}MB"
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The output tree; its `warehouse.duckdb` is the one store every stage reads and writes.
 
@@ -45,7 +56,8 @@ class WarehouseResource(dg.ConfigurableResource):
     """
 
     output_dir: str
-    # DuckDB memory cap; spills to disk beyond it. Empty means DuckDB's default (80% of RAM).
+    # DuckDB memory cap; spills to disk beyond it. Empty: 60% of physical memory, not DuckDB's default 80%, since
+    # the same process also holds the quality gate's pandas frames.
     memory_limit: str = ""
     threads: int = 0
 
@@ -66,8 +78,9 @@ class WarehouseResource(dg.ConfigurableResource):
         con = duckdb.connect(str(self.database_path), read_only=read_only)
         try:
             without_progress_bar(con)
-            if self.memory_limit:
-                con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            limit = self.memory_limit or default_memory_limit()
+            if limit:
+                con.execute(f"SET memory_limit = '{limit}'")
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
             spill = self.root / ".duckdb_tmp"

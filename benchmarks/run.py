@@ -170,14 +170,7 @@ def bench_size(label: str, n: int, work: Path, repeats: int, pandas_max: int, in
                    for t in ("referrals", "scans", "clinical_events", "mri_classification")}
     con.close()
 
-    scratch = base / "scratch.duckdb"
-    for key, rule_sets in (("classify_standard", ["standard"]), ("classify_all", [])):
-        cmd = [_python(), "-m", "benchmarks.tasks", "classify", "--warehouse", str(warehouse),
-               "--scratch", str(scratch), "--repeats", str(repeats)]
-        for r in rule_sets:
-            cmd += ["--rule-set", r]
-        out[key] = measure(cmd, logs / f"{key}.log")
-        print(f"   {key}: median {_median(out[key]['result']['seconds']):.2f} s", flush=True)
+    out.update(measure_classification(base, repeats))
     out["floor"] = measure(
         [_python(), "-m", "benchmarks.tasks", "floor", "--input", str(data), "--repeats", str(repeats)],
         logs / "floor.log",
@@ -191,6 +184,20 @@ def bench_size(label: str, n: int, work: Path, repeats: int, pandas_max: int, in
               f"categories, {r['reasons_agree']:,} reasons", flush=True)
     if label == incremental_at:
         out["incremental"] = bench_incremental(data, base, logs, repeats)
+    return out
+
+
+def measure_classification(base: Path, repeats: int) -> dict:
+    """Classification alone, from scratch, on copies of the whole run's warehouse."""
+    warehouse = base / "output" / "warehouse.duckdb"
+    out = {}
+    for key, rule_sets in (("classify_standard", ["standard"]), ("classify_all", [])):
+        cmd = [_python(), "-m", "benchmarks.tasks", "classify", "--warehouse", str(warehouse),
+               "--scratch", str(base / "scratch.duckdb"), "--repeats", str(repeats)]
+        for r in rule_sets:
+            cmd += ["--rule-set", r]
+        out[key] = measure(cmd, base / "logs" / f"{key}.log")
+        print(f"   {key}: median {_median(out[key]['result']['seconds']):.2f} s", flush=True)
     return out
 
 
@@ -243,9 +250,19 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "data"), help="generated input and outputs")
     parser.add_argument("--pandas-max", type=int, default=1_000_000, help="largest size the pandas baseline runs")
     parser.add_argument("--incremental-at", default="1M", help="size whose incremental nightly run is measured")
+    parser.add_argument("--only-classify", action="store_true",
+                        help="re-measure classification alone on the warehouses of an earlier run")
     args = parser.parse_args(argv)
     work = Path(args.work)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    if args.only_classify:
+        for label in args.sizes.split(","):
+            path = RESULTS_DIR / f"{label}.json"
+            result = json.loads(path.read_text())
+            repeats = 1 if SIZES[label] >= 10_000_000 else args.repeats
+            result.update(measure_classification(work / label, repeats))
+            path.write_text(json.dumps(result, indent=1, default=str))
+        return 0
     for label in args.sizes.split(","):
         n = SIZES[label]
         repeats = 1 if n >= 10_000_000 else args.repeats

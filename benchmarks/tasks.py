@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -57,18 +58,22 @@ def classify(args) -> None:
     from assets.classify.rule_sets import load_rule_sets
 
     scratch = Path(args.scratch)
-    shutil.copy(args.warehouse, scratch)
-    con = duckdb.connect(str(scratch))
-    con.execute("SET enable_progress_bar = false")
     rule_sets = load_rule_sets(args.rule_set or None)
     seconds = []
     for _ in range(args.repeats):
+        # A fresh copy each time, flushed to disk first: the copy's write-back must not compete with the run.
+        shutil.copy(args.warehouse, scratch)
+        os.sync()
+        time.sleep(2)
+        con = duckdb.connect(str(scratch))
+        con.execute("SET enable_progress_bar = false")
         started = time.perf_counter()
         result = classify_scans(con, rule_sets, full_refresh=True)
+        con.execute("CHECKPOINT")  # the verdicts are on disk, not only in the write-ahead log
         seconds.append(time.perf_counter() - started)
+        con.close()
+        scratch.unlink()
     scans = result["scans_classified"]
-    con.close()
-    scratch.unlink()
     _emit({"rule_sets": [r.name for r in rule_sets], "scans": scans, "seconds": seconds})
 
 
