@@ -69,3 +69,23 @@ def native_input(tmp_path):
     write_csv(folder / "scans.csv", [scan()])
     write_csv(folder / "clinical_events.csv", [event()])
     return folder
+
+
+def run_partition(input_dir, output_dir, partition):
+    """The nightly job for one partition, as the schedule runs it; returns the Dagster result."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.jobs import NIGHTLY_JOB_NAME
+
+    job = defs.resolve_job_def(NIGHTLY_JOB_NAME)
+    result = job.execute_in_process(
+        partition_key=partition,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"resources": {
+            "landing": {"config": {"input_dir": str(input_dir)}},
+            "warehouse": {"config": {"output_dir": str(output_dir)}},
+        }},
+    )
+    assert result.success
+    return result

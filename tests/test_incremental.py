@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 
-import dagster as dg
 import duckdb
 import pytest
 
@@ -17,9 +16,7 @@ from assets.ingest.changes import ensure_change_tables, mark_consumed, pending_c
 from assets.ingest.linking import build_scan_links
 from assets.partitions import BASELINE_PARTITION
 from data_samples.generate import generate
-from pipelines.definitions import defs
-from pipelines.jobs import NIGHTLY_JOB_NAME
-from tests.conftest import event, write_csv
+from tests.conftest import event, run_partition, write_csv
 
 DERIVED_TABLES = {
     "referrals_current": "SELECT * FROM referrals_current ORDER BY ALL",
@@ -32,15 +29,8 @@ DERIVED_TABLES = {
 
 
 def _run(landing, out, partition):
-    result = defs.resolve_job_def(NIGHTLY_JOB_NAME).execute_in_process(
-        partition_key=partition,
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"resources": {
-            "landing": {"config": {"input_dir": str(landing)}},
-            "warehouse": {"config": {"output_dir": str(out)}},
-        }},
-    )
-    assert result.success
+    """The nightly job for one partition; the classification's and the measure's materialization metadata."""
+    result = run_partition(landing, out, partition)
     meta = {}
     for e in result.get_asset_materialization_events():
         m = e.materialization

@@ -17,7 +17,7 @@ from pipelines.definitions import defs
 from pipelines.jobs import NIGHTLY_JOB_NAME
 from pipelines.schedules import nightly_schedule
 from pipelines.sensors import landing_changes, landing_sensor
-from tests.conftest import REPO_ROOT, event, referral, scan, write_csv
+from tests.conftest import REPO_ROOT, event, referral, run_partition as _run_partition, scan, write_csv
 
 EXPECTED_ASSETS = {
     "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification", "hedis_lbp",
@@ -65,19 +65,6 @@ def test_loading_the_definitions_imports_nothing_heavy():
 )
 def test_partition_of_a_file(drop_date, expected):
     assert partition_for(drop_date) == expected
-
-
-def _run_partition(input_dir, output_dir, partition):
-    job = defs.resolve_job_def(NIGHTLY_JOB_NAME)
-    result = job.execute_in_process(
-        partition_key=partition,
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"resources": {
-            "landing": {"config": {"input_dir": str(input_dir)}},
-            "warehouse": {"config": {"output_dir": str(output_dir)}},
-        }},
-    )
-    assert result.success
 
 
 def _snapshot(output_dir):

@@ -146,10 +146,11 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
     """Scans with their linked referral (`_ctx`), and every coded fact about each scan's patient up to the scan
     that maps to a concept the rules use (`_cfacts`).
 
-    Scans get an integer key `sid` (their row id in `scan_links`; numbering them with a window function would run
-    on one thread): every later join and grouping runs on it, several times cheaper than hashing VARCHAR ids. Facts are matched to concepts before they are
-    joined to scans, so history codes no rule reads (downstream-only concepts, unmapped codes) never multiply
-    by the scans of their patient. With `patients` (a table with `patient_id`) only their scans are built.
+    Scans get an integer key `sid` (their row id in `scan_links`; numbering them with a window function would
+    run on one thread): every later join and grouping runs on it, several times cheaper than hashing VARCHAR
+    ids. Facts are matched to concepts before they are joined to scans, and history older than any rule set
+    looks back is left out, so codes no rule reads never multiply by the scans of their patient. With
+    `patients` (a table with `patient_id`) only their scans are built.
     """
     lookbacks = history_lookbacks(rule_sets, coded_features)
     concepts = sorted(lookbacks)
@@ -178,7 +179,8 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
         SELECT * FROM m WHERE concept IN ({concept_list})"""
     )
     history_rows = ", ".join(
-        f"({_sql_str(c)}, {'NULL' if days is None else _lit(days)})" for c, days in lookbacks.items() if days is not False
+        f"({_sql_str(c)}, {'NULL' if days is None else _lit(days)})"
+        for c, days in lookbacks.items() if days is not False
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cfacts AS
