@@ -264,7 +264,7 @@ def render(rows: list[dict], machine: dict, measured: list[str], plot_names: lis
         r = inc[0]
         modes = r["inc_modes"].get("mri_classification", {})
         L += ["## Incremental nightly run", "",
-              f"On {r['label']} scans: the baseline (everything before {r['label']}'s drop day) loaded by the "
+              f"On {r['label']} scans: the baseline (everything before the drop day) loaded by the "
               f"nightly job in {_f(r['inc_baseline_s'])} s; then the drop day's partition "
               f"({', '.join(f'{v:,} {k}' for k, v in r['inc_day_rows'].items())}):", "",
               f"- {_f(r['inc_day_s'])} s for the whole process (Python and Dagster start-up included), "
