@@ -456,19 +456,23 @@ def per_scan_ctes(rule_sets: list[str]) -> str:
         SELECT greatest(coalesce((SELECT max(event_date) FROM clinical_events), DATE '1900-01-01'),
                         coalesce((SELECT max(scan_date) FROM scans_current), DATE '1900-01-01')) AS d
     ),
-    ev_raw AS (
-        SELECT patient_id, event_date, code_system, code, 'event' AS src
-        FROM clinical_events WHERE patient_id IN (SELECT patient_id FROM spine)
-        UNION ALL
-        SELECT patient_id, scan_date, 'CPT', procedure_code, 'scan'
-        FROM scans_current WHERE patient_id IN (SELECT patient_id FROM spine)
+    codes AS (
+        SELECT DISTINCT code_system, code FROM clinical_events
+        UNION SELECT DISTINCT 'CPT', procedure_code FROM scans_current
     ),
-    ev_concepts AS ({concept_match_sql('ev_raw')}),
+    -- Codes are matched to the intervention concepts first (a few hundred distinct codes), so only the
+    -- matching rows of the history are read further.
+    ev_concepts AS (SELECT * FROM ({concept_match_sql('codes')}) WHERE concept IN ({concepts})),
+    ev_raw AS (
+        SELECT patient_id, event_date, code_system, code, 'event' AS src FROM clinical_events
+        WHERE (code_system, code) IN (SELECT (code_system, code) FROM ev_concepts)
+        UNION ALL
+        SELECT patient_id, scan_date, 'CPT', procedure_code, 'scan' FROM scans_current
+    ),
     ev AS (
         SELECT r.patient_id, r.event_date, c.concept
         FROM ev_raw r JOIN ev_concepts c USING (code_system, code)
-        WHERE c.concept IN ({concepts})
-          AND (r.src = 'event' OR c.concept = 'advanced_spine_imaging')   -- later scans: imaging only
+        WHERE (r.src = 'event' OR c.concept = 'advanced_spine_imaging')   -- later scans: imaging only
           AND NOT (c.concept = 'lumbar_surgery' AND r.code_system = 'ICD10CM')  -- status diagnoses
     ),
     hits AS (
