@@ -12,6 +12,23 @@ from assets.settings import load_settings
 WAREHOUSE_FILE = "warehouse.duckdb"
 
 
+def relation_kind(con, name: str) -> str | None:
+    """'TABLE' or 'VIEW' when the warehouse (not this connection's temporary objects) holds `name`, else None."""
+    rows = con.execute(
+        """SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = ? AND NOT temporary
+           UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = ? AND NOT temporary""",
+        [name, name],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def drop_relation(con, name: str) -> None:
+    """Drop the warehouse table or view `name`, whichever it is (older warehouses may hold the other kind)."""
+    kind = relation_kind(con, name)
+    if kind:
+        con.execute(f"DROP {kind} {name}")
+
+
 def without_progress_bar(con):
     """Turn off DuckDB's progress bar (it would interleave with the run's own progress lines); returns `con`.
 

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from assets.ingest.assets import WRITER_POOL, clinical_events, scan_links
-from assets.resources import WarehouseResource
+from assets.resources import WarehouseResource, drop_relation, relation_kind
 
 GROUP = "classify"
 OWNERS = ["team:clinical-quality"]
@@ -33,27 +33,13 @@ ENGINE_VERSION = "2"
 
 def classification_signature(rule_sets, coded_features: dict) -> str:
     """Everything the verdicts depend on besides the data: a change here means every scan is reclassified."""
-    import hashlib
-    import json
-
     from assets.classify.value_sets import read_value_sets
+    from assets.ingest.changes import signature
 
-    payload = {
-        "engine": ENGINE_VERSION,
-        "rule_sets": [[r.name, r.version, r.parameters, r.rules] for r in rule_sets],
-        "features": coded_features,
-        "value_sets": read_value_sets(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _relation_kind(con, name: str) -> str | None:
-    rows = con.execute(
-        """SELECT 'table' FROM duckdb_tables() WHERE table_name = ? AND NOT temporary
-           UNION ALL SELECT 'view' FROM duckdb_views() WHERE view_name = ? AND NOT temporary""",
-        [name, name],
-    ).fetchall()
-    return rows[0][0] if rows else None
+    return signature(
+        ENGINE_VERSION, [[r.name, r.version, r.parameters, r.rules] for r in rule_sets], coded_features,
+        read_value_sets(),
+    )
 
 
 def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
@@ -66,25 +52,21 @@ def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
     from assets.classify.engine import build_context, classify_rule_set, record_feature_sets
     from assets.classify.rule_sets import load_coded_features
     from assets.classify.value_sets import load_value_sets
-    from assets.ingest.changes import CHANGED_PATIENTS, mark_consumed, pending_changes
+    from assets.ingest.changes import CHANGED_PATIENTS, consuming
 
     load_value_sets(con)
     coded_features = load_coded_features()
     signature = classification_signature(rule_sets, coded_features)
     present = all(
-        _relation_kind(con, t) == "table"
+        relation_kind(con, t) == "TABLE"
         for t in ("mri_classification", "scan_feature_values", "rule_set_feature_sets")
     )
-    pending = pending_changes(con, CONSUMER, signature, present, force_full=full_refresh)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with consuming(con, CONSUMER, signature, present, force_full=full_refresh) as pending:
         if pending.full:
             columns = ", ".join(f"{name} {sql_type}" for name, sql_type in CLASSIFICATION_COLUMNS)
             con.execute(f"CREATE OR REPLACE TABLE mri_classification ({columns})")
             for name in ("scan_features", "scan_feature_values"):
-                kind = _relation_kind(con, name)
-                if kind:
-                    con.execute(f"DROP {kind.upper()} {name}")
+                drop_relation(con, name)
             build_context(con, rule_sets, coded_features)
         else:
             build_context(con, rule_sets, coded_features, CHANGED_PATIENTS)
@@ -96,11 +78,6 @@ def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
             for rule_set in rule_sets:
                 classify_rule_set(con, rule_set, coded_features, cache=cache)
             record_feature_sets(con, rule_sets)
-        mark_consumed(con, CONSUMER, signature, pending.last_change)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     counts = dict(
         con.execute("SELECT category, count(*) FROM mri_classification GROUP BY ALL").fetchall()
     )
@@ -169,34 +146,19 @@ def mri_classification(
 def hedis_lbp(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """HEDIS Use of Imaging Studies for Low Back Pain, one row per patient and measurement year: index episode
     start, age, exclusions, and lumbar imaging within 28 days. The published rate is 1 - numerator/denominator."""
-    from assets.classify.measures import build_hedis_lbp
+    from assets.classify.measures import EXCLUSIONS, build_hedis_lbp
     from assets.classify.rule_sets import load_rule_sets
-    from assets.classify.value_sets import load_value_sets
-
-    import hashlib
-    import json
-
-    from assets.classify.measures import EXCLUSIONS
-    from assets.classify.value_sets import read_value_sets
-    from assets.ingest.changes import CHANGED_PATIENTS, mark_consumed, pending_changes
+    from assets.classify.value_sets import load_value_sets, read_value_sets
+    from assets.ingest.changes import CHANGED_PATIENTS, consuming, signature
 
     (standard,) = load_rule_sets(["standard"])
-    signature = hashlib.sha256(json.dumps(
-        [ENGINE_VERSION, standard.parameters, EXCLUSIONS, read_value_sets()], sort_keys=True, default=str
-    ).encode()).hexdigest()[:16]
+    config = signature(ENGINE_VERSION, standard.parameters, EXCLUSIONS, read_value_sets())
     with warehouse.connect() as con:
         load_value_sets(con)
-        present = _relation_kind(con, "hedis_lbp") == "table"
+        present = relation_kind(con, "hedis_lbp") == "TABLE"
         # Per patient, like the classification: only patients with new or removed records are recomputed.
-        pending = pending_changes(con, "hedis_lbp", signature, present)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with consuming(con, "hedis_lbp", config, present) as pending:
             measure = build_hedis_lbp(con, standard.parameters, None if pending.full else CHANGED_PATIENTS)
-            mark_consumed(con, "hedis_lbp", signature, pending.last_change)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     context.log.info(
         f"HEDIS LBP ({'full' if pending.full else 'incremental'}: {pending.why}): {measure['denominator']:,} "
         f"episodes in the denominator, {measure['numerator']:,} imaged within 28 days"

@@ -551,10 +551,9 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict 
     persisted = cache.setdefault("persisted", set()) if cache is not None else set()
     if feature_set not in persisted:
         persisted.add(feature_set)
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scan_feature_values' AND NOT temporary"
-        ).fetchall()[0][0]
-        if not exists:
+        from assets.resources import relation_kind
+
+        if relation_kind(con, "scan_feature_values") != "TABLE":
             create_feature_tables(con)
         con.execute(
             f"""INSERT INTO scan_feature_values BY NAME

@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.ingest.contract import TABLES
 from assets.partitions import daily_partitions, partition_for
-from assets.resources import LandingResource, WarehouseResource
+from assets.resources import LandingResource, WarehouseResource, relation_kind
 
 GROUP = "ingest"
 OWNERS = ["team:data-engineering"]
@@ -175,35 +175,21 @@ def scan_links(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     """One row per scan with its body region and the referral it fulfils: named by the scan, else the
     patient's latest referral for the same region in the 90 days before the scan, else none. Also keeps
     `referrals_current` and `scans_current` (the latest delivery of each record) up to date."""
-    import hashlib
-    import json
-
-    from assets.ingest.changes import CHANGED_PATIENTS, mark_consumed, pending_changes, record_patients
+    from assets.ingest.changes import CHANGED_PATIENTS, consuming, record_patients, signature
     from assets.ingest.contract import SPINE_MRI_REGIONS
     from assets.ingest.linking import LINK_WINDOW_DAYS, build_scan_links
 
-    signature = hashlib.sha256(json.dumps(["links-1", LINK_WINDOW_DAYS, SPINE_MRI_REGIONS]).encode()).hexdigest()[:16]
+    config = signature("links-1", LINK_WINDOW_DAYS, SPINE_MRI_REGIONS)
     with warehouse.connect() as con:
         present = all(
-            con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [t]
-            ).fetchall()[0][0]
-            for t in ("scan_links", "referrals_current", "scans_current")
+            relation_kind(con, t) == "TABLE" for t in ("scan_links", "referrals_current", "scans_current")
         )
         # Links are per patient: a nightly run relinks only the patients whose records changed.
-        pending = pending_changes(con, "scan_links", signature, present)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with consuming(con, "scan_links", config, present) as pending:
             summary = build_scan_links(con, None if pending.full else CHANGED_PATIENTS)
             relinked = summary.pop("relinked_patients")
-            last_change = pending.last_change
             if relinked:  # scans naming another patient's referral: their patients are reclassified too
-                last_change = record_patients(con, "scan_links", relinked)
-            mark_consumed(con, "scan_links", signature, last_change)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                pending.last_change = record_patients(con, "scan_links", relinked)
         total = con.execute("SELECT count(*) FROM scan_links").fetchall()[0][0]
     context.log.info(f"links {'rebuilt' if pending.full else 'updated'} ({pending.why})")
     return dg.MaterializeResult(

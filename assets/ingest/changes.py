@@ -15,6 +15,7 @@ This is what keeps a nightly run with one day of new files small on top of milli
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from assets.ingest.contract import TABLES
@@ -118,3 +119,27 @@ def mark_consumed(con, consumer: str, signature: str, change_id: int) -> None:
     con.execute(
         "DELETE FROM patient_changes WHERE change_id <= (SELECT min(change_id) FROM consumer_marks)"
     )
+
+
+def signature(*parts) -> str:
+    """A short hash of a consumer's configuration: when it changes, the consumer rebuilds everything."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def consuming(con, consumer: str, config_signature: str, tables_present: bool, force_full: bool = False):
+    """Decide full or incremental (yields the Pending), run the consumer's writes in one transaction, and store
+    its mark with them; on failure nothing is written and the changes stay pending. A consumer that records a
+    change of its own sets `pending.last_change` to it."""
+    pending = pending_changes(con, consumer, config_signature, tables_present, force_full)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield pending
+        mark_consumed(con, consumer, config_signature, pending.last_change)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

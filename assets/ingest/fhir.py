@@ -36,6 +36,8 @@ import re
 import time
 from pathlib import Path
 
+from assets.ingest.contract import SPINE_MRI_REGIONS
+
 # Resource types read, in the order they are read.
 RESOURCE_TYPES = (
     "Patient", "Encounter", "Condition", "ServiceRequest", "ImagingStudy", "Procedure", "MedicationRequest",
@@ -376,7 +378,7 @@ _REFS = (
     ("pr_rr", "raw_procedure", "reasonReference"),
     ("pr_based", "raw_procedure", "basedOn"),
 )
-_SPINE_CPT = "('72141', '72142', '72156', '72146', '72147', '72157', '72148', '72149', '72158')"
+_SPINE_CPT = "(" + ", ".join(f"'{code}'" for code in SPINE_MRI_REGIONS) + ")"
 
 
 def _code_tables(con) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,7 +73,7 @@ SERIES = ["potentially_unnecessary", "other_in_scope"]
 
 
 # Verdicts with their referral's and scan's attributes, joined once per publication (temporary, so a read-only
-# connection can make it): the breakdowns and funnels read it a dozen times.
+# connection can make it): the breakdowns and funnels read it a dozen times. Their label expressions use `m.`.
 JOINED = "_verdicts_joined"
 
 
@@ -89,19 +88,14 @@ def _join_once(con) -> None:
         LEFT JOIN scans_current s ON s.scan_id = m.scan_id""")
 
 
-def _on_joined(sql: str) -> str:
-    """An expression written against the referral (r.) and scan (s.) aliases, read from the joined table."""
-    return re.sub(r"\b[rs]\.", "m.", sql)
-
-
 def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str = "TRUE", order: str = "2 DESC"):
     """(label, total, [potentially unnecessary, other in scope]) with small cells suppressed per row."""
     rows = _q(con, f"""
-        SELECT {_on_joined(label_sql)} AS label, count(*) AS total,
+        SELECT {label_sql} AS label, count(*) AS total,
                count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
                count(*) FILTER (WHERE m.category <> 'potentially_unnecessary')
         FROM {JOINED} m
-        WHERE m.rule_set = ? AND m.category <> 'out_of_scope' AND {_on_joined(where)}
+        WHERE m.rule_set = ? AND m.category <> 'out_of_scope' AND {where}
         GROUP BY 1 ORDER BY {order}""", [rule_set])
     out = []
     for label, total, *counts in rows:
@@ -219,11 +213,11 @@ def render_trends(con, figures: dict, subtitle: str) -> str:
             [m[0] for m in months], counts, "Spine MRIs per month by verdict (standard rule set)", "month of scan"))))
     centre = rate(figures["unnecessary"], figures["spine_total"]) or 0.0
     for unit, label_sql, join_note in (
-        ("referring provider", "coalesce(r.referring_provider_id, 'unknown')", "via the linked referral"),
-        ("facility", "coalesce(s.facility_id, 'unknown')", "where the scan was performed"),
+        ("referring provider", "coalesce(m.referring_provider_id, 'unknown')", "via the linked referral"),
+        ("facility", "coalesce(m.facility_id, 'unknown')", "where the scan was performed"),
     ):
         rows = _q(con, f"""
-            SELECT {_on_joined(label_sql)}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
+            SELECT {label_sql}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
             FROM {JOINED} m
             WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
         shown = [(u, n, x) for u, n, x in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
@@ -258,20 +252,20 @@ def render_breakdowns(con, subtitle: str) -> str:
         counts = {c: [r[2][i] for r in rows] for i, c in enumerate(SERIES)}
         return stacked_categories_figure([str(r[0]) for r in rows], counts, title, label_name, horizontal=True)
 
-    rows = _category_rows(con, "coalesce(r.referring_specialty, 'unknown')")
+    rows = _category_rows(con, "coalesce(m.referring_specialty, 'unknown')")
     shares = [rate(r[2][0], r[1]) if r[2][0] is not None else None for r in rows]
     parts.append(_section("By referring specialty", _fig_html(share_bar_figure(
         [r[0] for r in rows], shares, [r[1] for r in rows],
         "Share of spine MRIs potentially unnecessary, by referring specialty", "referring specialty"))
         + _fig_html(stacked("Spine MRIs by referring specialty and verdict",
-                            "coalesce(r.referring_specialty, 'unknown')", "referring specialty"))))
+                            "coalesce(m.referring_specialty, 'unknown')", "referring specialty"))))
     parts.append(_section("By facility", _fig_html(stacked(
-        "Spine MRIs by facility and verdict", "coalesce(s.facility_id, 'unknown')", "facility", order="1"))))
+        "Spine MRIs by facility and verdict", "coalesce(m.facility_id, 'unknown')", "facility", order="1"))))
     parts.append(_section("By care setting", _fig_html(stacked(
-        "Spine MRIs by care setting and verdict", "coalesce(r.care_setting, 'unknown')", "care setting"))))
-    age_band = ("CASE WHEN r.patient_age IS NULL THEN 'unknown' WHEN r.patient_age < 18 THEN '0-17' "
-                "WHEN r.patient_age < 40 THEN '18-39' WHEN r.patient_age < 65 THEN '40-64' "
-                "WHEN r.patient_age < 75 THEN '65-74' ELSE '75+' END")
+        "Spine MRIs by care setting and verdict", "coalesce(m.care_setting, 'unknown')", "care setting"))))
+    age_band = ("CASE WHEN m.patient_age IS NULL THEN 'unknown' WHEN m.patient_age < 18 THEN '0-17' "
+                "WHEN m.patient_age < 40 THEN '18-39' WHEN m.patient_age < 65 THEN '40-64' "
+                "WHEN m.patient_age < 75 THEN '65-74' ELSE '75+' END")
     parts.append(_section("By age band", _fig_html(stacked(
         "Spine MRIs by age band and verdict", age_band, "age at referral (years)", order="1"))))
     waits = _q(con, """SELECT m.category, least(CAST(m.scan_date - r.referral_date AS INTEGER), 60) AS days, count(*)
