@@ -1,4 +1,4 @@
-"""Seeded synthetic data generator for imaging-audit (native layout, CONTRACT.md section 2a).
+"""Seeded synthetic data generator for imaging-audit (native layout, docs/data-contract.md §2a).
 
 It writes the three input tables a hospital would hand over (``referrals``, ``scans``,
 ``clinical_events``) plus, in a separate truth directory, what the classification of every scan

@@ -1,4 +1,4 @@
-"""Scan-to-referral linking (CONTRACT.md §2a) and the scope decisions of `mri_classification`."""
+"""Scan-to-referral linking (docs/data-contract.md §2a, "scans") and the scope decisions of `mri_classification`."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from assets.resources import WarehouseResource, drop_relation, relation_kind
 GROUP = "classify"
 OWNERS = ["team:clinical-quality"]
 
-# Types of the contract's output columns (CONTRACT.md §4).
+# Types of the contract's output columns (docs/data-contract.md §4, "mri_classification").
 CLASSIFICATION_COLUMNS = [
     ("scan_id", "VARCHAR"), ("patient_id", "VARCHAR"), ("scan_date", "DATE"), ("procedure_code", "VARCHAR"),
     ("body_region", "VARCHAR"), ("rule_set", "VARCHAR"), ("rule_set_version", "VARCHAR"),
@@ -101,7 +101,8 @@ def mri_classification(
     context: dg.AssetExecutionContext, config: ClassificationConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Every scan judged under each guideline rule set: category, reason codes, and the evidence that decided.
-    One row per scan per rule set (CONTRACT.md §4); the features behind each verdict are in `scan_features`."""
+    One row per scan per rule set (docs/data-contract.md §4, "mri_classification"); the features behind each
+    verdict are in `scan_features`."""
     from assets.classify.rule_sets import load_rule_sets
 
     rule_sets = load_rule_sets(config.rule_sets or None)

@@ -1,4 +1,4 @@
-"""Claims extracts in the Tuva Project input layer -> the native layout (CONTRACT.md §2b).
+"""Claims extracts in the Tuva Project input layer -> the native layout (docs/data-contract.md §2b, "Claims extract").
 
 `medical_claim` (required), `eligibility` and `pharmacy_claim` (optional) are read with DuckDB and written as
 native Parquet files that the ordinary loader then takes in:

@@ -1,4 +1,4 @@
-"""The native input layout of the data contract (CONTRACT.md §2a), as data.
+"""The native input layout of the data contract (docs/data-contract.md §2a, "Native layout"), as data.
 
 Each table lists its columns with the warehouse type, whether the contract requires it, and how the raw text
 is normalised. Ingestion builds its SQL from these specs, so the contract lives in exactly one place.
@@ -107,7 +107,7 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (REFERRALS, SCANS, CLINICAL_E
 # Tables a native input must contain; clinical_events is optional.
 REQUIRED_TABLES = ("referrals", "scans")
 
-# Spine MRI scope (CONTRACT.md §3). Everything else is out of scope.
+# Spine MRI scope (docs/data-contract.md §3, "Scope"). Everything else is out of scope.
 SPINE_MRI_REGIONS: dict[str, str] = {
     "72141": "cervical", "72142": "cervical", "72156": "cervical",
     "72146": "thoracic", "72147": "thoracic", "72157": "thoracic",

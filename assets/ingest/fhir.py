@@ -1,4 +1,4 @@
-"""FHIR R4 Bulk Data export (NDJSON) -> the native layout (CONTRACT.md §2c).
+"""FHIR R4 Bulk Data export (NDJSON) -> the native layout (docs/data-contract.md §2c, "FHIR R4 bulk export").
 
 The resource files at the top of the input folder (`Patient.000.ndjson`, `Procedure.001.ndjson.gz`, ...) are read
 with DuckDB's NDJSON reader, one read per resource type, asking only for the elements the audit needs (explicit
@@ -56,9 +56,9 @@ CODE_SYSTEMS = {
     "http://www.nlm.nih.gov/research/umls/rxnorm": "RXNORM", "urn:oid:2.16.840.1.113883.6.88": "RXNORM",
 }
 
-# Spine MRI codes of other systems -> the CPT code of CONTRACT.md §3. Only codes whose meaning was checked in a
-# published list are here; anything else keeps its own code (e.g. `SNOMED:241645008`, "MRI of spine", which names
-# no region) and the pipeline treats it as not a spine MRI.
+# Spine MRI codes of other systems -> the CPT code of docs/data-contract.md §3 ("Scope"). Only codes whose
+# meaning was checked in a published list are here; anything else keeps its own code (e.g. `SNOMED:241645008`,
+# "MRI of spine", which names no region) and the pipeline treats it as not a spine MRI.
 SPINE_MRI_TO_CPT = {
     # LOINC radiology codes, as listed in the LOINC Imaging Document Codes value set (1.3.6.1.4.1.12009.10.2.5).
     # "MR <region> spine" without a contrast qualifier is taken as the without-contrast exam, the usual one; the

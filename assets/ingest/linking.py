@@ -1,4 +1,4 @@
-"""Linking scans to the referrals they fulfil (CONTRACT.md §2a, `scans.referral_id`).
+"""Linking scans to the referrals they fulfil (docs/data-contract.md §2a, "scans": `scans.referral_id`).
 
 1. The scan names its referral and that referral exists: `explicit`.
 2. Otherwise the patient's latest referral for the same body region dated 0-90 days before the scan:

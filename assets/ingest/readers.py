@@ -436,7 +436,7 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Layout detection (CONTRACT.md §1: --input-format auto|native|claims|fhir)
+# Layout detection (docs/data-contract.md §1, "Running": --input-format auto|native|claims|fhir)
 
 FORMATS = ("auto", "native", "claims", "fhir")
 
