@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -11,17 +12,15 @@ import pytest
 from assets.ingest.claims import convert_claims
 from assets.ingest.readers import InputError, detect_format
 from pipelines.cli import run_audit
-from tests.conftest import REPO_ROOT
 
-TUVA = REPO_ROOT.parent / "shared" / "external" / "tuva-demo-synthetic-claims"
+# Vendored, trimmed to the patients with spine imaging (fixtures/tuva-demo-synthetic-claims/README.md).
+TUVA = Path(__file__).resolve().parent / "fixtures" / "tuva-demo-synthetic-claims"
 SNAPSHOTS = {"2022-12-13_commit-0e4363b": 15, "2023-05-09_commit-88f8ce5": 6}  # lumbar MRI events (README)
 
 
 @pytest.fixture(scope="module", params=sorted(SNAPSHOTS))
 def snapshot_run(request, tmp_path_factory):
     source = TUVA / request.param
-    if not source.exists():
-        pytest.fail(f"{source} is missing: the shared external test data must sit beside the project")
     folder = tmp_path_factory.mktemp("claims") / "in"
     shutil.copytree(source, folder)
     out = folder.parent / "out"
@@ -101,7 +100,7 @@ def test_every_claim_line_is_accounted_for(tmp_path):
     summary = convert_claims(source, tmp_path / "native")
     for name, counts in summary["files"].items():
         assert counts["rows_in"] == counts["rows_used"] + sum(counts["rows_skipped"].values()), name
-    assert summary["files"]["medical_claim.csv"]["rows_in"] == 6075
+    assert summary["files"]["medical_claim.csv"]["rows_in"] == 2025  # the vendored copy (6,075 upstream)
     assert summary["files"]["pharmacy_claim.csv"]["rows_used"] == 0  # NDC: no crosswalk, reported as skipped
 
 

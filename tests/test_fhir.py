@@ -18,8 +18,9 @@ import pytest
 from assets.ingest.contract import TABLES
 from assets.ingest.fhir import convert_fhir, patient_key
 
-# The shared external test data sit beside the repository.
-SMART = Path(__file__).resolve().parents[2] / "shared" / "external" / "smart-on-fhir-sample-bulk-fhir-10-patients"
+# Vendored: the resource types the converter reads, one it does not, the export log; 12 of the 13 patients
+# (fixtures/smart-on-fhir-sample-bulk-fhir-10-patients/README.md).
+SMART = Path(__file__).resolve().parent / "fixtures" / "smart-on-fhir-sample-bulk-fhir-10-patients"
 
 KEY = "test-key"
 CPT, ICD, SCT, LOINC, RX = (
@@ -64,11 +65,9 @@ def _check_contract_columns(out: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smart(tmp_path_factory):
-    if not SMART.exists():
-        pytest.skip(f"{SMART} is not available")
     root = tmp_path_factory.mktemp("smart")
     src = root / "in"
-    shutil.copytree(SMART, src)  # the shared copy is read-only
+    shutil.copytree(SMART, src)  # the vendored copy stays untouched
     out = root / "native"
     summary = convert_fhir(src, out, pseudonym_key=KEY)
     return src, out, summary
@@ -85,17 +84,19 @@ def test_smart_every_line_is_accounted_for(smart):
     for name, counts in summary["files"].items():
         assert counts["rows_in"] == _line_count(src / name), name
     assert {c["resource_type"] for c in summary["files"].values()} == read
-    # README row counts of the copy.
+    # README row counts of the vendored copy (upstream, before one patient was dropped: 13, 555, 2056, 1745, 1215).
     assert {n: c["rows_in"] for n, c in summary["files"].items()} == {
-        "Patient.000.ndjson": 13, "Condition.000.ndjson": 555, "Procedure.000.ndjson": 2056,
-        "MedicationRequest.000.ndjson": 1745, "Encounter.000.ndjson": 1215,
+        "Patient.000.ndjson": 12, "Condition.000.ndjson": 336, "Procedure.000.ndjson": 1251,
+        "MedicationRequest.000.ndjson": 709, "Encounter.000.ndjson": 507,
     }
     # Files of unused types (and the export log) are listed, not silently dropped.
-    assert "DocumentReference.000.ndjson" in summary["ignored_files"]
-    assert "log.ndjson" in summary["ignored_files"]
+    assert summary["ignored_files"] == {
+        "AllergyIntolerance.000.ndjson": "AllergyIntolerance resources are not used by the audit",
+        "log.ndjson": "not a resource file (the export log or an unknown name)",
+    }
     # No imaging in Synthea: no referrals, no scans; conditions are SNOMED only, so most are skipped.
     assert summary["outputs"]["referrals"] == 0 and summary["outputs"]["scans"] == 0
-    assert summary["files"]["Condition.000.ndjson"]["rows_skipped"] == {"no ICD-10-CM code": 553}
+    assert summary["files"]["Condition.000.ndjson"]["rows_skipped"] == {"no ICD-10-CM code": 334}
     _check_contract_columns(out)
     json.dumps(summary)  # the pipeline stores it as JSON
 
@@ -469,9 +470,8 @@ def test_the_whole_output_tree_holds_no_patient_identifiers(tmp_path):
     from assets.ingest.readers import detect_format
     from pipelines.cli import run_audit
 
-    source = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "smart-on-fhir-sample-bulk-fhir-10-patients"
     folder = tmp_path / "export"
-    shutil.copytree(source, folder)
+    shutil.copytree(SMART, folder)
     assert detect_format(folder) == "fhir"
     out = tmp_path / "out"
     run_audit(folder, out, quiet=True)
