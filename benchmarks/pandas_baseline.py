@@ -139,7 +139,7 @@ def load_inputs(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
 # Value sets
 
 def concept_lookup(codes: pd.DataFrame, value_sets: pd.DataFrame) -> pd.DataFrame:
-    """(code_system, code, concept) for the distinct codes given: exact, prefix and regex matches."""
+    """(code_system, code, concept, region) for the distinct codes given: exact, prefix and regex matches."""
     codes = codes.drop_duplicates().dropna()
     exact = codes.merge(value_sets[value_sets["match"] == "exact"], on=["code_system", "code"])
     prefix_sets = value_sets[value_sets["match"] == "prefix"].rename(columns={"code": "prefix"})
@@ -151,9 +151,10 @@ def concept_lookup(codes: pd.DataFrame, value_sets: pd.DataFrame) -> pd.DataFram
     regex = []
     for vs in value_sets[value_sets["match"] == "regex"].itertuples():
         candidates = codes[codes["code_system"] == vs.code_system]
-        regex.append(candidates[candidates["code"].str.fullmatch(vs.code)].assign(concept=vs.concept))
+        regex.append(candidates[candidates["code"].str.fullmatch(vs.code)].assign(concept=vs.concept,
+                                                                                   region=vs.region))
     found = pd.concat([exact] + prefix + regex, ignore_index=True)
-    return found[["code_system", "code", "concept"]].drop_duplicates().reset_index(drop=True)
+    return found[["code_system", "code", "concept", "region"]].drop_duplicates().reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,6 +232,8 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
                       ignore_index=True)
     facts["days_before"] = (facts["scan_date"] - facts["fact_date"]).dt.days
     cfacts = facts.merge(lookup, on=["code_system", "code"])
+    # a code tied to a spine region counts only for a scan of that region
+    cfacts = cfacts[cfacts["region"].isna() | (cfacts["region"] == cfacts["body_region"])]
     from_history = cfacts["source"] == "history"
 
     # Coded features: a code on the referral or the scan always counts; history within the feature's window.
@@ -256,7 +259,8 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
                               - runs["run_start"].clip(lower=window_start)).dt.days + 1
     long_steroids = runs.loc[runs["days_in_window"] >= p["steroid_min_consecutive_days"], ["scan_id"]]
 
-    flags = pd.concat([hits[["scan_id", "feature"]], long_steroids.assign(feature="immunosuppression")])
+    steroid_features = feature_concepts.loc[feature_concepts["concept"] == "chronic_steroid_supply", ["feature"]]
+    flags = pd.concat([hits[["scan_id", "feature"]], long_steroids.merge(steroid_features, how="cross")])
     features = (pd.crosstab(flags["scan_id"], flags["feature"]) > 0).reindex(columns=list(coded_features),
                                                                              fill_value=False)
     out = ctx[["scan_id", "scan_date", "body_region", "documented_onset"]].merge(
@@ -280,11 +284,14 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
     # Conservative care (CMS OP-8 windows) and first-line medication trials, from history.
     h = cfacts[from_history]
     d = h["days_before"]
+    chiro = ["chiropractic"] + (["osteopathic_manipulation"]
+                                if p["conservative_care_counts_osteopathic_manipulation"] else [])
+    em = ["evaluation_management"] + (["emergency_visit"] if p["conservative_care_counts_emergency_visits"] else [])
     care = pd.DataFrame({
         "scan_id": h["scan_id"],
         "op8": ((h["concept"] == "physical_therapy") & d.between(1, p["op8_pt_lookback_days"]))
-        | ((h["concept"] == "chiropractic") & d.between(1, p["op8_chiro_lookback_days"]))
-        | ((h["concept"] == "evaluation_management") & d.between(p["op8_em_min_days"], p["op8_em_max_days"])),
+        | (h["concept"].isin(chiro) & d.between(1, p["op8_chiro_lookback_days"]))
+        | (h["concept"].isin(em) & d.between(p["op8_em_min_days"], p["op8_em_max_days"])),
         "medication_days": h["days_supply"].where(
             (h["concept"] == "first_line_medication") & d.between(1, p["medication_trial_lookback_days"]), 0),
     }).groupby("scan_id").agg(op8=("op8", "any"), medication_days=("medication_days", "sum"))
@@ -307,6 +314,8 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
     dso = out["days_since_onset"]
     out["not_spine_mri"] = out["body_region"] == "other"
     out["prior_lumbar_surgery"] = (out["body_region"] == "lumbar") & out["lumbar_surgery"]
+    out["surgery_site_unknown"] = ((out["body_region"] == "lumbar") & out["spine_surgery_site_unknown"]
+                                   & ~out["lumbar_surgery"])
     out["early"] = dso.notna() & (dso < p["early_mri_days"])
     out["established"] = dso.notna() & (dso >= p["early_mri_days"])
     out["onset_unknown"] = dso.isna() & out["pain_indication"]
@@ -349,7 +358,7 @@ def decide(row, rules) -> tuple[str, str]:
 def classify_standard(input_dir: Path) -> pd.DataFrame:
     """scan_id, category, reasons for every scan of the native input in `input_dir`, under `standard`."""
     rule_set = load_rule_sets([RULE_SET])[0]
-    value_sets = pd.DataFrame(read_value_sets())[["concept", "code_system", "code", "match"]]
+    value_sets = pd.DataFrame(read_value_sets())[["concept", "code_system", "code", "match", "region"]]
     referrals, scans, events = load_inputs(Path(input_dir))
     features = build_features(referrals, scans, events, rule_set.parameters, load_coded_features(), value_sets)
     used = list(dict.fromkeys(name for rule in rule_set.rules for name in rule_features(rule["when"])))

@@ -124,8 +124,8 @@ FINDINGS = ("normal", "degenerative", "disc_herniation", "stenosis", "fracture",
 # dotless twin so the 80/20 dotted/dotless mix is a vectorized index swap)
 # --------------------------------------------------------------------------------------------
 
-ICD, CPT, HCPCS, RX = "ICD10CM", "CPT", "HCPCS", "RXNORM"
-_EVENT_TYPE = {ICD: "diagnosis", CPT: "procedure", HCPCS: "procedure", RX: "medication"}
+ICD, CPT, HCPCS, RX, PCS = "ICD10CM", "CPT", "HCPCS", "RXNORM", "ICD10PCS"
+_EVENT_TYPE = {ICD: "diagnosis", CPT: "procedure", HCPCS: "procedure", RX: "medication", PCS: "procedure"}
 
 
 class _Vocab:
@@ -170,8 +170,9 @@ NEURO_DX = {LUMBAR: _g(ICD, "M54.16 M54.17 M54.41 M54.42 M51.16 M51.17 M54.31 R2
                        [.20, .08, .14, .14, .16, .06, .12, .10]),
             CERVICAL: _g(ICD, "M54.12 M50.121 M50.122 R20.2", [.45, .30, .15, .10]),
             THORACIC: _g(ICD, "M54.14 R20.2", [.85, .15])}
-MOTOR_DX = {LUMBAR: _g(ICD, "M62.81 M21.371 M21.372", [.4, .3, .3]),
-            CERVICAL: _g(ICD, "M62.81"), THORACIC: _g(ICD, "M62.81")}
+# focal or severe motor deficits (generalised weakness M62.81 is not one)
+MOTOR_DX = {LUMBAR: _g(ICD, "M21.371 M21.372 G83.11 G83.12", [.35, .35, .15, .15]),
+            CERVICAL: _g(ICD, "G83.21 G83.22 G95.29", [.4, .4, .2]), THORACIC: _g(ICD, "G95.29 G83.11", [.6, .4])}
 CAUDA_DX = _g(ICD, "G83.4 R33.9 R32 R15.9", [.35, .35, .15, .15])
 CANCER_REF = {"F": _g(ICD, "C50.911 C79.51", [.7, .3]), "M": _g(ICD, "C61 C79.51", [.7, .3]),
               "U": _g(ICD, "C79.51")}
@@ -192,7 +193,8 @@ OSTEOPOROSIS = _c(ICD, "M81.0")[0]
 DENOSUMAB = _c(HCPCS, "J0897")[0]
 WEIGHT_LOSS = _c(ICD, "R63.4")[0]
 SURG_CPT = _g(CPT, "63030 63047 22612 22630", [.35, .3, .2, .15])
-SURG_DX = _g(ICD, "Z98.1 M96.1", [.5, .5])
+SURG_DX = _g(ICD, "Z98.1 M96.1", [.5, .5])  # no site: they never decide alone
+SURG_PCS = _g(PCS, "0SG00AJ 0SG10AJ 0SB20ZZ", [.4, .3, .3])  # lumbar fusion, lumbar discectomy (ICD-10-PCS)
 POSTLAMINECTOMY = _c(ICD, "M96.1")[0]
 PACEMAKER = _g(ICD, "Z95.0 Z95.810", [.6, .4])
 
@@ -224,14 +226,16 @@ FU_EMG = _g(CPT, "95886 95910", [.5, .5])
 FU_OPIOID = _g(RX, "7804 5489 10689", [.35, .35, .3])
 FU_CT_LUMBAR = _c(CPT, "72131")[0]
 
-_EM_CODES = np.concatenate([EM_NEW[0], EM_EST[0], EM_ED[0]])  # OP-8 E&M (a G0439 wellness visit is not one)
+_EM_CODES = np.concatenate([EM_NEW[0], EM_EST[0], EM_ED[0]])
+# OP-8 E&M: office visits (emergency visits are unconfirmed for OP-8; a G0439 wellness visit is not one)
+_OP8_EM_CODES = np.concatenate([EM_NEW[0], EM_EST[0]])
 _CARE_PT_CHIRO = np.concatenate([PT_EVAL[0], PT_VISIT[0], CHIRO[0]])
 
 V_ALT = np.array(_V.alt, dtype=np.int32)
 _V_CODE = pa.array(_V.code, pa.string())
 _V_SYS = pa.array(_V.system, pa.string())
 _V_TYPE = pa.array([_EVENT_TYPE[s] for s in _V.system], pa.string())
-_IS_EM = np.isin(np.arange(len(_V.code)), _EM_CODES)
+_IS_EM = np.isin(np.arange(len(_V.code)), _OP8_EM_CODES)
 _IS_VISIT = np.isin(np.arange(len(_V.code)), np.append(_EM_CODES, AWV))
 _IS_CARE = np.isin(np.arange(len(_V.code)), _CARE_PT_CHIRO)
 
@@ -986,14 +990,18 @@ class _Chunk:
         dn = self.chance(fr2, 0.3)
         self.emit(dn, S[dn] - self.ri(30, 900, len(dn)), DENOSUMAB)
 
-        # prior lumbar surgery: CPT 400-2000 days before (with its pre-op MRI), or Z98.1 / M96.1
+        # prior lumbar surgery: CPT 400-2000 days before (with its pre-op MRI), or an ICD-10-PCS lumbar fusion or
+        # discectomy with, in half of them, the unsited status code Z98.1 / M96.1 (which alone would not count)
         s0 = sel((sc == SURGERY) & (var == 0))
         sday = S[s0] - self.ri(401, 1999, len(s0))
         self.emit(s0, sday, self.pick(SURG_CPT, len(s0)))
         pre_mask = rng.random(len(s0)) < 0.5
         self.emit(s0[pre_mask], sday[pre_mask] - self.ri(10, 60, int(pre_mask.sum())), MRI[LUMBAR][0])
         s1 = sel((sc == SURGERY) & (var == 1))
-        self.emit(s1, E[s1] - self.ri(200, 1800, len(s1)), self.pick(SURG_DX, len(s1)))
+        s1day = E[s1] - self.ri(200, 1800, len(s1))
+        self.emit(s1, s1day, self.pick(SURG_PCS, len(s1)))
+        status = rng.random(len(s1)) < 0.5
+        self.emit(s1[status], s1day[status] + self.ri(30, 150, int(status.sum())), self.pick(SURG_DX, int(status.sum())))
 
     def _followup_events(self) -> None:
         rng, sc, S = self.rng, self.sc, self.S

@@ -105,6 +105,8 @@ STANDARD_BRANCHES = {
     "weight_loss": (dict(referral_codes="M54.50;R63.4"), ("indicated", "red_flag_weight_loss")),
     "progressive_deficit": (dict(referral_codes="M54.50;M21.371"), ("indicated", "progressive_neurological_deficit")),
     "prior_lumbar_surgery": (dict(history=[(800, "CPT", "63030")]), ("indicated", "prior_lumbar_surgery")),
+    "surgery_site_unknown": (dict(history=[(800, "ICD10CM", "M96.1")]),
+                             ("insufficient_information", "prior_spine_surgery_site_unknown")),
     "neurological": (dict(referral_codes="M54.16"), ("indicated", "neurological_symptoms")),
     "disc_herniation": (dict(referral_codes="M51.26"), ("indicated", "suspected_disc_herniation")),
     "no_indication": (dict(referral_codes=None), ("insufficient_information", "no_indication")),
@@ -130,8 +132,10 @@ ACR_BRANCHES = {
     "v7_weight_loss": (dict(referral_codes="M54.50;R63.4"), ("indicated", "red_flag_weight_loss")),
     "v6_osteoporosis": (dict(history=[(700, "ICD10CM", "M81.0")]), ("indicated", "red_flag_fracture_risk")),
     "v6_elderly": (dict(age=74), ("indicated", "red_flag_fracture_risk")),
-    "progressive_deficit": (dict(referral_codes="M54.50;M62.81"), ("indicated", "progressive_neurological_deficit")),
-    "v5_prior_surgery": (dict(history=[(900, "ICD10CM", "Z98.1")]), ("indicated", "prior_lumbar_surgery")),
+    "progressive_deficit": (dict(referral_codes="M54.50;M21.371"), ("indicated", "progressive_neurological_deficit")),
+    "v5_prior_surgery": (dict(history=[(900, "CPT", "22612")]), ("indicated", "prior_lumbar_surgery")),
+    "v5_surgery_site_unknown": (dict(history=[(900, "ICD10CM", "Z98.1")]),
+                                ("insufficient_information", "prior_spine_surgery_site_unknown")),
     "no_indication": (dict(referral_codes=None), ("insufficient_information", "no_indication")),
     "repeat": (dict(onset=100, history=[PT, (200, "CPT", "72148")]), ("potentially_unnecessary", "repeat_imaging_no_change")),
     "v1_acute": (dict(onset=20), ("potentially_unnecessary", "early_imaging_no_red_flags")),
@@ -299,7 +303,7 @@ FAMILY_CODES = {
     "red_flag_immunosuppression": ("ICD10CM", "D84.9"),
     "red_flag_fracture_risk": ("ICD10CM", "M48.56XA"),
     "red_flag_weight_loss": ("ICD10CM", "R63.4"),
-    "progressive_neurological_deficit": ("ICD10CM", "M62.81"),
+    "progressive_neurological_deficit": ("ICD10CM", "M21.371"),
     "neurological_symptoms": ("ICD10CM", "R20.2"),
 }
 
@@ -365,7 +369,8 @@ def test_safety_review(tmp_path, history, expected):
         (dict(onset=100, history=[PT]), False),
         (dict(onset=100, setting="emergency"), None),  # not outpatient: not OP-8 eligible
         (dict(onset=100, procedure="72141", referral_codes="M54.2"), None),  # cervical
-        (dict(onset=100, referral_codes="M54.50;C79.51"), None),  # excluded: cancer
+        # OP-8's denominator exclusions are unverified (reference §5.2), so none is applied
+        (dict(onset=100, referral_codes="M54.50;C79.51"), True),
         (dict(onset=100, referral_codes="R51.9"), None),  # no low back pain diagnosis
     ],
 )

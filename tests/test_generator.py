@@ -37,8 +37,8 @@ SPINE_MRI = {"lumbar": ["72148", "72149", "72158"], "thoracic": ["72146", "72147
 ALL_MRI = [c for v in SPINE_MRI.values() for c in v]
 CONTRAST = [v[i] for v in SPINE_MRI.values() for i in (1, 2)]
 PT_CHIRO = ["97110", "97112", "97140", "97161", "97162", "97163", "97164", "97530", "98940", "98941", "98942"]
-EM = ["99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215",
-      "99281", "99282", "99283", "99284", "99285"]
+EM = ["99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215"]  # OP-8: office E&M
+ED = ["99281", "99282", "99283", "99284", "99285"]
 NSAID_MR = ["5640", "7258", "3355", "41493", "21949", "10689", "72625"]
 NEURO = ["M5416", "M5417", "M5441", "M5442", "M5116", "M5117", "M5431", "R202", "M5412", "M50121", "M50122",
          "M5414"]
@@ -119,8 +119,8 @@ def _load(big: Path) -> duckdb.DuckDBPyConnection:
           bool_or(((code like 'S32%' or code like 'S33%') and d >= sd - 90) or code in ('M4856XA', 'M810'))
               as fracture,
           bool_or(code = 'R634') as weight,
-          bool_or(code in ('63030', '63047', '22612', '22630', 'Z981', 'M961')) as surgery,
-          bool_or(code in ('M6281', 'M21371', 'M21372')) as motor,
+          bool_or(code in ('63030', '63047', '22612', '22630', '0SG00AJ', '0SG10AJ', '0SB20ZZ')) as surgery,
+          bool_or(code in ('M21371', 'M21372', 'G8311', 'G8312', 'G8321', 'G8322', 'G9529')) as motor,
           bool_or(code in ({_q(NEURO)})) as neuro
         from codes group by scan_id;
         -- prednisone: longest run of chained fills (next fill on or before the end of the previous supply)
@@ -138,8 +138,8 @@ def _load(big: Path) -> duckdb.DuckDBPyConnection:
         select l.scan_id,
           bool_or((e.code in ({_q(PT_CHIRO)}) and e.d between l.sd - 60 and l.sd - 1)
                   or (e.code in ({_q(EM)}) and e.d between l.sd - 60 and l.sd - 28)) as op8,
-          bool_or((e.code in ({_q(PT_CHIRO + EM)}) and e.d = l.sd - 60)
-                  or (e.code in ({_q(EM)}) and e.d = l.sd - 28)) as on_bound,
+          bool_or((e.code in ({_q(PT_CHIRO + EM + ED)}) and e.d = l.sd - 60)
+                  or (e.code in ({_q(EM + ED)}) and e.d = l.sd - 28)) as on_bound,
           bool_or(e.code in ({_q(NSAID_MR)}) and e.event_type = 'medication' and e.d < l.sd) as drug_trial,
           bool_or(e.code in ({_q(ALL_MRI)}) and e.d < l.sd and e.d >= l.sd - 365) as mri_365,
           bool_or(e.code in ('Z950', 'Z95810') and e.d <= l.sd) as pacemaker

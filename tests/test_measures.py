@@ -15,21 +15,24 @@ from assets.ingest.readers import discover_native_files, ensure_tables, load_fil
 from tests.conftest import write_csv
 
 IESD = dt.date(2025, 5, 1)
-TYPES = {"ICD10CM": "diagnosis", "CPT": "procedure", "RXNORM": "medication"}
+TYPES = {"ICD10CM": "diagnosis", "CPT": "procedure", "RXNORM": "medication", "ICD10PCS": "procedure"}
 
 
 def d(offset: int) -> str:
     return (IESD + dt.timedelta(days=offset)).isoformat()
 
 
-def measure(tmp_path, *, events=(), scans=(), age=45, referral_offset=0, iesd=None):
-    """One patient with a low-back-pain diagnosis on the IESD (or `iesd`); events are (offset, system, code[, supply])."""
+def measure(tmp_path, *, events=(), scans=(), age=45, referral_offset=0, iesd=None, more_referrals=()):
+    """One patient with a low-back-pain diagnosis on the IESD (or `iesd`); events are (offset, system, code[, supply]);
+    `more_referrals` are further (ISO date, age at that referral) of the same patient."""
     start = iesd or IESD
     folder = tmp_path / "in"
     write_csv(folder / "referrals.csv", [{
         "referral_id": "R1", "patient_id": "P1",
         "referral_date": (start + dt.timedelta(days=referral_offset)).isoformat(),
-        "requested_procedure_code": "72148", "diagnosis_codes": "M54.50", "patient_age": str(age)}])
+        "requested_procedure_code": "72148", "diagnosis_codes": "M54.50", "patient_age": str(age)}] + [
+        {"referral_id": f"R{i + 2}", "patient_id": "P1", "referral_date": date, "requested_procedure_code": "72148",
+         "diagnosis_codes": "M54.50", "patient_age": str(years)} for i, (date, years) in enumerate(more_referrals)])
     write_csv(folder / "scans.csv", [
         {"scan_id": f"S{i}", "patient_id": "P1", "scan_date": d(off), "procedure_code": code}
         for i, (off, code) in enumerate(scans)] or [
@@ -79,13 +82,42 @@ def test_imaging_from_history_procedures_counts(tmp_path):
 @pytest.mark.parametrize("age,expected", [(17, False), (18, True), (75, True), (76, False)])
 def test_age_range_18_to_75(tmp_path, age, expected):
     (row,), _ = measure(tmp_path, age=age)
-    assert row["age_at_iesd"] == age and row["in_denominator"] is expected
+    assert row["age_at_year_end"] == age and row["in_denominator"] is expected
 
 
 def test_age_is_shifted_from_the_referral_date(tmp_path):
     rows, _ = measure(tmp_path, age=50, referral_offset=800)  # referral ~2.2 years after the IESD
     (row,) = [r for r in rows if r["iesd"] == IESD]
-    assert row["age_at_iesd"] == 48
+    assert row["age_at_year_end"] == 48
+
+
+@pytest.mark.parametrize(
+    "age,later_referrals,age_at_year_end,expected",
+    [
+        (75, [], 75, True),                       # 75 at the IESD and nothing later: 75 on December 31
+        (75, [("2025-12-20", 76)], 76, False),    # turns 76 before December 31: outside 18-75 (HEDIS MY2025)
+        (17, [], 17, False),                      # 17 at the IESD, no later age known
+        (17, [("2025-11-01", 18)], 18, True),     # 18 by December 31: inside, although 17 at the IESD
+        (74, [("2026-03-01", 75)], 74, True),     # a referral after the year: whole years back, rounded up
+    ],
+)
+def test_age_is_taken_on_december_31_of_the_measurement_year(tmp_path, age, later_referrals, age_at_year_end,
+                                                               expected):
+    rows, _ = measure(tmp_path, age=age, more_referrals=later_referrals)
+    (row,) = [r for r in rows if r["iesd"] == IESD]
+    assert row["age_at_year_end"] == age_at_year_end and row["in_denominator"] is expected
+
+
+@pytest.mark.parametrize(
+    "event",
+    [(-500, "ICD10CM", "D84.9"),   # immunodeficiency: a red flag of the rule sets, not a HEDIS exclusion
+     (-500, "ICD10CM", "Z79.62"),  # long-term immunosuppressant use: likewise
+     (-500, "ICD10CM", "Z98.1"),   # arthrodesis status without a site is not lumbar surgery
+     (-30, "ICD10CM", "S39.012A")],  # a lower-back strain is not HEDIS trauma here (reference §1.7)
+)
+def test_codes_outside_the_hedis_exclusion_lists_do_not_exclude(tmp_path, event):
+    (row,), _ = measure(tmp_path, events=[event])
+    assert row["exclusions"] is None and row["in_denominator"]
 
 
 @pytest.mark.parametrize("gap,new_episode", [(180, False), (181, True)])
@@ -100,7 +132,11 @@ def test_negative_diagnosis_history_of_180_days(tmp_path, gap, new_episode):
     [
         ((-2000, "ICD10CM", "C50.911"), "cancer"),  # any time before
         ((20, "ICD10CM", "Z85.3"), "cancer"),  # through IESD + 28
-        ((-500, "ICD10CM", "B20"), "immunosuppression"),
+        ((-500, "ICD10CM", "B20"), "hiv"),
+        ((-500, "ICD10CM", "Z94.0"), "organ_transplant"),
+        ((-500, "ICD10PCS", "0TY00Z0"), "organ_transplant"),
+        ((-300, "ICD10CM", "C44.91"), "nonmelanoma_skin_cancer"),  # in the C00-C96 range of the HEDIS list
+        ((-300, "ICD10CM", "D12.6"), "other_neoplasm"),  # D00-D49 of the HEDIS list
         ((-900, "ICD10CM", "M81.0"), "osteoporosis"),
         ((-900, "CPT", "63030"), "lumbar_surgery"),
         ((-90, "ICD10CM", "S32.010A"), "spinal_trauma"),

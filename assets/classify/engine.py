@@ -31,6 +31,9 @@ INTERVENTION_SPECIALTIES = ("orthopedics", "neurosurgery", "pain_medicine", "phy
 DERIVED_FEATURES = {
     "not_spine_mri": "body_region = 'other'",
     "prior_lumbar_surgery": "body_region = 'lumbar' AND lumbar_surgery",
+    # Z98.1 / M96.1 name no site: on a lumbar MRI with no lumbar procedure code they neither justify the scan nor
+    # let it be called unnecessary (docs/rule-authoring.md, "Prior spine surgery").
+    "surgery_site_unknown": "body_region = 'lumbar' AND spine_surgery_site_unknown AND NOT lumbar_surgery",
     "early": "days_since_onset IS NOT NULL AND days_since_onset < {early_mri_days}",
     "established": "days_since_onset IS NOT NULL AND days_since_onset >= {early_mri_days}",
     "onset_unknown": "days_since_onset IS NULL AND pain_indication",
@@ -97,7 +100,8 @@ def validate_rule_set(rule_set: RuleSet, coded_features: dict) -> None:
     needed = {"early_mri_days", "lbp_clean_period_days", "episode_link_lookback_days", "op8_pt_lookback_days",
               "op8_chiro_lookback_days", "op8_em_min_days", "op8_em_max_days", "conservative_min_days",
               "medication_trial_lookback_days", "steroid_lookback_days", "steroid_min_consecutive_days",
-              "repeat_mri_lookback_days", "elderly_min_age"}
+              "repeat_mri_lookback_days", "elderly_min_age", "conservative_care_counts_osteopathic_manipulation",
+              "conservative_care_counts_emergency_visits"}
     missing = sorted(needed - set(rule_set.parameters))
     if missing:
         raise ValueError(f"{rule_set.path}: missing parameter(s) {', '.join(missing)}")
@@ -112,7 +116,9 @@ ENGINE_CONCEPTS = {
     "low_back_pain": False,             # the indication: referral and scan codes only
     "physical_therapy": "op8_pt_lookback_days",
     "chiropractic": "op8_chiro_lookback_days",
+    "osteopathic_manipulation": "op8_chiro_lookback_days",
     "evaluation_management": "op8_em_max_days",
+    "emergency_visit": "op8_em_max_days",
     "first_line_medication": "medication_trial_lookback_days",
     "systemic_corticosteroid": None,    # fills chain into runs that may start before the window
 }
@@ -175,7 +181,7 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
             UNION SELECT 'ICD10CM', unnest(referral_codes) FROM _ctx
             UNION SELECT 'ICD10CM', unnest(scan_codes) FROM _ctx
         ),
-        m AS ({concept_match_sql('c')})
+        m AS ({concept_match_sql('c', with_region=True)})
         SELECT * FROM m WHERE concept IN ({concept_list})"""
     )
     history_rows = ", ".join(
@@ -192,7 +198,7 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
         ),
         reach (concept, lookback) AS (VALUES {history_rows}),
         events AS (
-            SELECT e.patient_id, e.event_date, e.code_system, e.code, e.days_supply, cc.concept, r.lookback
+            SELECT e.patient_id, e.event_date, e.code_system, e.code, e.days_supply, cc.concept, cc.region, r.lookback
             FROM clinical_events e JOIN _code_concepts cc USING (code_system, code) JOIN reach r USING (concept)
         )
         SELECT o.sid, o.source, o.fact_date, 'ICD10CM' AS code_system, o.code, CAST(NULL AS INTEGER) AS days_supply,
@@ -200,11 +206,13 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
         FROM own o
         JOIN _code_concepts cc ON cc.code_system = 'ICD10CM' AND cc.code = o.code
         JOIN _ctx c USING (sid)
+        WHERE cc.region IS NULL OR cc.region = c.body_region
         UNION ALL
         SELECT c.sid, 'history', e.event_date, e.code_system, e.code, e.days_supply, e.concept,
                c.scan_date - e.event_date
         FROM events e JOIN _ctx c ON c.patient_id = e.patient_id AND e.event_date <= c.scan_date
-        WHERE e.lookback IS NULL OR c.scan_date - e.event_date <= e.lookback"""
+        WHERE (e.lookback IS NULL OR c.scan_date - e.event_date <= e.lookback)
+          AND (e.region IS NULL OR e.region = c.body_region)"""
     )
 
 
@@ -314,9 +322,11 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         FROM _cfacts f JOIN _feature_concepts fc USING (concept)
         WHERE f.source IN ('referral', 'scan') OR fc.lookback IS NULL OR f.days_before <= fc.lookback
         UNION ALL
-        SELECT sid, 'immunosuppression', 'immunosuppression', 'history', run_end, 'RXNORM',
-               'systemic corticosteroids ' || days_in_window || ' consecutive days to', 0
-        FROM _steroid_runs WHERE days_in_window >= {_lit(p['steroid_min_consecutive_days'])}"""
+        -- a long enough run of steroid supply is a fact of every feature that lists chronic_steroid_supply
+        SELECT s.sid, fc.feature, fc.label, 'history', s.run_end, 'RXNORM',
+               'systemic corticosteroids ' || s.days_in_window || ' consecutive days to', 0
+        FROM _steroid_runs s JOIN _feature_concepts fc ON fc.concept = 'chronic_steroid_supply'
+        WHERE s.days_in_window >= {_lit(p['steroid_min_consecutive_days'])}"""
     )
     feature_names = list(coded_features)
     # Evidence text per scan and feature first (one narrow grouping), then one row per scan: far cheaper than a
@@ -356,19 +366,27 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         FROM g GROUP BY sid"""
     )
     # Conservative care in the OP-8 windows, and first-line medication trials. Only facts inside a window are
-    # grouped; the evidence lists them in date order.
+    # grouped; the evidence lists them in date order. OP-8 names physical therapy, chiropractic and E&M visits;
+    # osteopathic manipulation (chiropractic window) and emergency visits (E&M window) count as conservative
+    # care only where the rule set says so, and never for OP-8.
     pt, chiro = _lit(p['op8_pt_lookback_days']), _lit(p['op8_chiro_lookback_days'])
     em_min, em_max = _lit(p['op8_em_min_days']), _lit(p['op8_em_max_days'])
+    counted = ["'physical_therapy'", "'chiropractic'", "'evaluation_management'"]
+    if p["conservative_care_counts_osteopathic_manipulation"]:
+        counted.append("'osteopathic_manipulation'")
+    if p["conservative_care_counts_emergency_visits"]:
+        counted.append("'emergency_visit'")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _care AS
         WITH w AS (
             SELECT sid, concept, code, fact_date, days_supply,
-                   concept <> 'first_line_medication' AS op8
+                   concept IN ({', '.join(counted)}) AS visit
             FROM _cfacts
             WHERE source = 'history'
               AND ((concept = 'physical_therapy' AND days_before BETWEEN 1 AND {pt})
-                OR (concept = 'chiropractic' AND days_before BETWEEN 1 AND {chiro})
-                OR (concept = 'evaluation_management' AND days_before BETWEEN {em_min} AND {em_max})
+                OR (concept IN ('chiropractic', 'osteopathic_manipulation') AND days_before BETWEEN 1 AND {chiro})
+                OR (concept IN ('evaluation_management', 'emergency_visit')
+                    AND days_before BETWEEN {em_min} AND {em_max})
                 OR (concept = 'first_line_medication'
                     AND days_before BETWEEN 1 AND {_lit(p['medication_trial_lookback_days'])}))
         )
@@ -376,11 +394,12 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
                bool_or(concept = 'physical_therapy') AS pt,
                bool_or(concept = 'chiropractic') AS chiro,
                bool_or(concept = 'evaluation_management') AS em,
+               bool_or(visit) AS care_visit,
                coalesce(sum(days_supply) FILTER (WHERE concept = 'first_line_medication'), 0) AS medication_days,
-               -- the OP-8 visits, distinct, in date order
+               -- the visits that count as conservative care, distinct, in date order
                nullif(array_to_string(list_transform(list_sort(
                    list(DISTINCT {{'d': fact_date, 't': replace(concept, '_', ' ') || ' ' || code || ' on '
-                                                         || CAST(fact_date AS VARCHAR)}}) FILTER (WHERE op8)),
+                                                         || CAST(fact_date AS VARCHAR)}}) FILTER (WHERE visit)),
                    lambda x: x.t), '; '), '') AS ev_care
         FROM w GROUP BY sid"""
     )
@@ -425,6 +444,7 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
             coalesce(i.pain_indication, false) AS pain_indication,
             coalesce(i.lbp_indication, false) AS lbp_indication,
             coalesce(k.pt, false) AS care_pt, coalesce(k.chiro, false) AS care_chiro, coalesce(k.em, false) AS care_em,
+            coalesce(k.care_visit, false) AS care_visit,
             coalesce(k.medication_days, 0) AS care_medication_days, k.ev_care,
             m.prior_date IS NOT NULL AS repeat_mri, m.code AS prior_mri_code, m.prior_date AS prior_mri_date,
             c.procedure_code IN ({contrast}) AS contrast
@@ -437,18 +457,21 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         )
         SELECT *,
             CAST(scan_date - episode_start AS INTEGER) AS days_since_onset,
-            care_pt OR care_chiro OR care_em OR care_medication_days >= {_lit(p['conservative_min_days'])}
-                AS conservative_care,
+            care_visit OR care_medication_days >= {_lit(p['conservative_min_days'])} AS conservative_care,
             care_pt OR care_chiro OR care_em AS op8_conservative_care
         FROM joined"""
     )
 
 
-def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) -> str:
+def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset(), only_true: bool = True) -> str:
     """Readable evidence for the features behind one rule; `coded` are the features of features.yaml, each with
-    its `ev_<name>` column (so a feature added there explains itself without a change here)."""
+    its `ev_<name>` column (so a feature added there explains itself without a change here).
+
+    With `only_true` a feature's evidence is stated only when the feature holds for the scan: a rule that fires
+    on `{any: [fracture_risk, elderly]}` must not state the age of a patient who is not elderly."""
     parts = []
     for name in dict.fromkeys(features):
+        before = len(parts)
         if name == "not_spine_mri":
             parts.append("'procedure ' || f.procedure_code || ' is not a spine MRI'")
         elif name in ("early", "established", "onset_unknown"):
@@ -485,8 +508,15 @@ def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset()) 
             )
         elif name == "prior_lumbar_surgery":
             parts.append("'prior lumbar surgery: ' || f.ev_lumbar_surgery")
+        elif name == "surgery_site_unknown":
+            parts.append(
+                "'spine surgery with no site coded: ' || f.ev_spine_surgery_site_unknown "
+                "|| ' (no lumbar procedure code shows a prior lumbar operation)'"
+            )
         elif name in coded:
             parts.append(f"'{name.replace('_', ' ')}: ' || f.ev_{name}")
+        if only_true and len(parts) > before:
+            parts[-1] = f"CASE WHEN coalesce(f.{name}, false) THEN {parts[-1]} END"
     if not parts:
         return "NULL"
     return "concat_ws('; ', " + ", ".join(parts) + ")"
@@ -512,7 +542,7 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict 
         f"THEN {_evidence_sql(condition_features(r['when']), p, frozenset(coded_features))} END"
         for c, r in zip(conds, rules)
     ) + "]"
-    timing = _evidence_sql(["early"], p)
+    timing = _evidence_sql(["early"], p, only_true=False)  # context on every verdict, not a deciding fact
     version = _sql_str(rule_set.version)
     name = _sql_str(rule_set.name)
     # One pass from the features to the contract's rows (no wide intermediate table).
@@ -536,10 +566,10 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict 
                                         THEN {timing} END) END,
                CASE WHEN category <> 'out_of_scope' THEN days_since_onset END,
                CASE WHEN category <> 'out_of_scope' THEN conservative_care END,
+               -- OP-8: its denominator exclusions are not verified against the specification manual, so
+               -- none is applied (docs/methodology.md, "CMS OP-8")
                CASE WHEN body_region = 'lumbar' AND coalesce(care_setting, 'outpatient') = 'outpatient'
                          AND lbp_indication
-                         AND NOT (cancer OR infection OR immunosuppression OR cauda_equina OR motor_deficit
-                                  OR recent_trauma OR prior_lumbar_surgery)
                     THEN NOT op8_conservative_care END,
                CASE WHEN category <> 'out_of_scope'
                     THEN contrast AND NOT (cancer OR infection OR immunosuppression OR cauda_equina

@@ -5,12 +5,15 @@ patient and measurement year in `hedis_lbp`:
 
 - Index episode start date (IESD): the patient's first low-back-pain diagnosis in the intake period (January 1 to
   December 3 of the year) with no low-back-pain diagnosis in the 180 days before it.
-- Denominator: age 18-75 at the IESD (ages come from referrals: the age at the closest referral, shifted by the
-  years between the two dates).
-- Exclusions, each in its window around the IESD (through IESD + 28 days): cancer, HIV, transplant or other
-  immunodeficiency, osteoporosis (diagnosis or medication), lumbar surgery (any time); spinal trauma (90 days
+- Denominator: age 18-75 as of December 31 of the measurement year (HEDIS MY2025 "Ages"). Inputs carry the age
+  at each referral, not a birth date: the age at the referral closest to December 31, plus the whole years from
+  that referral to December 31 (minus them, rounded up, for a referral after it).
+- Exclusions, each in its window around the IESD (through IESD + 28 days): cancer (malignant neoplasms including
+  non-melanoma skin cancer, history of cancer, and D00-D49 as the payer summary lists), HIV, organ transplant,
+  osteoporosis (diagnosis or medication), lumbar surgery (any time); trauma of any spine region (90 days
   before); IV drug use, neurological impairment, spinal infection (365 days before); 90+ consecutive days of
-  systemic steroids (365 days before); palliative care.
+  systemic steroids (365 days before); palliative care. Not applied, for want of data or of a public value set:
+  spondylopathy, hospice, death, frailty with advanced illness, continuous enrollment.
 - Numerator: lumbar imaging (X-ray, CT or MRI) on the IESD through IESD + 28 days. The published rate is
   inverted: 1 - numerator / denominator (higher is better).
 
@@ -25,7 +28,10 @@ from assets.classify.value_sets import concept_match_sql
 # concept -> (days before the IESD it counts from; None = any time)
 EXCLUSIONS = {
     "cancer": None,
-    "immunosuppression": None,
+    "nonmelanoma_skin_cancer": None,
+    "other_neoplasm": None,
+    "hiv": None,
+    "organ_transplant": None,
     "osteoporosis": None,
     "lumbar_surgery": None,
     "palliative_care": None,
@@ -98,10 +104,18 @@ def build_hedis_lbp(con, p: dict, patients: str | None = None) -> dict:
             QUALIFY row_number() OVER (PARTITION BY patient_id, year(fact_date) ORDER BY fact_date, code) = 1
         ),
         ages AS (
+            -- age on December 31 of the measurement year, from the referral closest to that day
             SELECT c.patient_id, c.measurement_year,
-                   arg_min(r.patient_age - CAST(floor((r.referral_date - c.iesd) / 365.25) AS INTEGER),
-                           abs(r.referral_date - c.iesd)) AS age_at_iesd
-            FROM candidates c JOIN referrals_current r USING (patient_id)
+                   arg_min(CASE WHEN r.referral_date <= y.year_end
+                                THEN r.patient_age + date_part('year', age(y.year_end, r.referral_date))
+                                ELSE r.patient_age - date_part('year', age(r.referral_date, y.year_end))
+                                     - CASE WHEN r.referral_date > y.year_end
+                                                 + to_years(CAST(date_part('year', age(r.referral_date, y.year_end)) AS INTEGER))
+                                            THEN 1 ELSE 0 END END,
+                           abs(r.referral_date - y.year_end)) AS age_at_year_end
+            FROM candidates c
+            CROSS JOIN LATERAL (SELECT make_date(c.measurement_year, 12, 31) AS year_end) y
+            JOIN referrals_current r USING (patient_id)
             GROUP BY ALL
         ),
         exclusion_windows (concept, lookback) AS (VALUES {exclusion_rows}),
@@ -146,10 +160,10 @@ def build_hedis_lbp(con, p: dict, patients: str | None = None) -> dict:
             WHERE f.concept = 'lumbar_imaging' AND f.fact_date BETWEEN c.iesd AND c.iesd + {window}
             GROUP BY ALL
         )
-        SELECT c.patient_id, c.measurement_year, c.iesd, c.index_code, a.age_at_iesd,
+        SELECT c.patient_id, c.measurement_year, c.iesd, c.index_code, a.age_at_year_end,
                nullif(concat_ws(';', e.exclusions,
                                 CASE WHEN s.patient_id IS NOT NULL THEN 'long_term_steroids' END), '') AS exclusions,
-               coalesce(a.age_at_iesd BETWEEN {int(p['hedis_min_age'])} AND {int(p['hedis_max_age'])}, false)
+               coalesce(a.age_at_year_end BETWEEN {int(p['hedis_min_age'])} AND {int(p['hedis_max_age'])}, false)
                    AND e.exclusions IS NULL AND s.patient_id IS NULL AS in_denominator,
                i.imaging_date, i.imaging_code,
                i.imaging_date - c.iesd AS days_to_imaging,
