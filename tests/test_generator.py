@@ -257,7 +257,7 @@ def test_contract_columns_and_formats(big):
     assert set(ref["care_setting"]) <= {"outpatient", "emergency", "inpatient"}
     assert set(scans["findings_category"]) - {""} <= FINDINGS
     assert set(ev["event_type"]) == {"diagnosis", "procedure", "medication"}
-    assert set(ev["code_system"]) == {"ICD10CM", "CPT", "HCPCS", "RXNORM"}
+    assert set(ev["code_system"]) == {"ICD10CM", "CPT", "HCPCS", "RXNORM", "ICD10PCS"}
     assert ref["referral_id"].str.match(r"^R\d{8}$").all() and scans["scan_id"].str.match(r"^S\d{8}$").all()
     for df in (ref, scans, ev):
         assert df["patient_id"].str.match(r"^P\d{8}$").all()

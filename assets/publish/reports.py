@@ -117,7 +117,7 @@ SOURCES = (
      "https://www.nice.org.uk/guidance/ng59/chapter/Recommendations"),
     ("CMS Hospital OQR measure OP-8, MRI Lumbar Spine for Low Back Pain (CBE/NQF #0514)",
      "Lumbar MRI without antecedent conservative therapy (physical therapy or chiropractic in the 60 days "
-     "before, or an E&M visit 28-60 days before)",
+     "before, or an office E&M visit 28-60 days before); its denominator exclusions are unverified and not applied",
      "https://p4qm.org/measures/0514"),
     ("NCQA HEDIS Use of Imaging Studies for Low Back Pain (LBP); eCQM CMS166 (NQF #0052)",
      "HEDIS MY2025 Volume 2 specification; CMS166v7",
