@@ -89,3 +89,14 @@ def run_partition(input_dir, output_dir, partition):
     )
     assert result.success
     return result
+
+
+def pytest_configure(config):
+    """Pseudonymization keys made during the tests go to a scratch folder, not the user's configuration folder
+    (set in the environment, so the CLI runs the tests start inherit it)."""
+    import os
+    import tempfile
+
+    from assets.ingest.identifiers import KEY_FILE_ENV
+
+    os.environ.setdefault(KEY_FILE_ENV, str(Path(tempfile.mkdtemp(prefix="imaging-audit-key-")) / "pseudonym.key"))

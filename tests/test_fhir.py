@@ -22,7 +22,7 @@ from assets.ingest.fhir import convert_fhir, patient_key
 # (fixtures/smart-on-fhir-sample-bulk-fhir-10-patients/README.md).
 SMART = Path(__file__).resolve().parent / "fixtures" / "smart-on-fhir-sample-bulk-fhir-10-patients"
 
-KEY = "test-key"
+KEY = "test-secret-key-for-fhir-tests"
 CPT, ICD, SCT, LOINC, RX = (
     "http://www.ama-assn.org/go/cpt", "http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct",
     "http://loinc.org", "http://www.nlm.nih.gov/research/umls/rxnorm",

@@ -15,12 +15,15 @@ over those slim tables, kept in a scratch database on disk so a large export nee
 - **clinical_events** <- Condition (diagnoses), Procedure and Encounter types with CPT/HCPCS codes (procedures),
   MedicationRequest (RxNorm medications, with days of supply when the export states them in days).
 
-Privacy: Patient names, identifiers, addresses and telecoms are never read (the reader is not asked for them);
-`birthDate` is read only to compute the age at referral inside DuckDB and goes no further. Patient resource ids are
-replaced by a keyed hash (`ps_...`, HMAC-SHA256), because exports often use the medical record number as the
-resource id (Synthea does). The key comes from the `pseudonym_key` argument or `IMAGING_AUDIT_PSEUDONYMIZE_KEY`;
-without one a fixed public key keeps ids stable between runs, and the summary says so. Free text is not copied:
-`clinical_indication` is built from the terminology displays of the reason codes, not from `text` a person wrote.
+Privacy: Patient identifiers, addresses and telecoms are never read (the reader is not asked for them); names are
+read into the scratch database only to remove them from the text of the patient's own resources; `birthDate` is
+read only to compute the age at referral inside DuckDB and goes no further. Patient resource ids are replaced by a
+keyed hash (`ps_...`, HMAC-SHA256), because exports often use the medical record number as the resource id
+(Synthea does). The key is the operator's secret (`pseudonym_key` argument or `IMAGING_AUDIT_PSEUDONYMIZE_KEY`), or
+else a random key made once for this installation and kept outside the outputs (`identifiers.resolve_pseudonym_key`);
+a key published with the code is refused. Free text is not copied: `clinical_indication` is built from the
+terminology displays of the reason codes, not from `text` a person wrote, and the patient's names are removed
+from it.
 References are followed only to the resource types they may name, so a `urn:uuid:` requester (which could be the
 Patient) is not taken for a provider.
 
@@ -124,7 +127,8 @@ CARE_SETTING = {
 _CC = "STRUCT(coding STRUCT(system VARCHAR, code VARCHAR, display VARCHAR)[], text VARCHAR)"
 _REF = "STRUCT(reference VARCHAR)"
 _COLUMNS = {
-    "Patient": {"gender": "VARCHAR", "birthDate": "VARCHAR"},
+    "Patient": {"gender": "VARCHAR", "birthDate": "VARCHAR",
+                "name": "STRUCT(\"text\" VARCHAR, family VARCHAR, given VARCHAR[], prefix VARCHAR[])[]"},
     "Encounter": {
         "status": "VARCHAR", "class": "STRUCT(system VARCHAR, code VARCHAR)", "type": f"{_CC}[]",
         "subject": _REF, "period": "STRUCT(start VARCHAR)",
@@ -165,7 +169,6 @@ _DROP_STATUS = {
     "Encounter": ("entered-in-error", "cancelled", "planned"),
 }
 
-_DEFAULT_KEY = "imaging-audit fhir default key (not secret)"
 
 REFERRAL_COLUMNS = (
     "referral_id", "patient_id", "referral_date", "requested_procedure_code", "diagnosis_codes", "patient_age",
@@ -202,9 +205,9 @@ def patient_key(resource_id: str, key: str | None = None) -> str:
     import hashlib
     import hmac
 
-    from assets.ingest.identifiers import PSEUDONYM_KEY_ENV
+    from assets.ingest.identifiers import resolve_pseudonym_key
 
-    key = key or os.environ.get(PSEUDONYM_KEY_ENV) or _DEFAULT_KEY
+    key, _ = resolve_pseudonym_key(key)
     return "ps_" + hmac.new(key.encode("utf-8"), resource_id.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
 
 
@@ -223,7 +226,10 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
     files, ignored = discover_fhir_files(input_dir)
     if not any(files.values()):
         raise InputError(f"{input_dir}: no FHIR NDJSON resource files (expected Patient.000.ndjson, ...)")
-    key = pseudonym_key or os.environ.get(identifiers.PSEUDONYM_KEY_ENV)
+    try:
+        key, key_source = identifiers.resolve_pseudonym_key(pseudonym_key)
+    except identifiers.KeyError_ as exc:
+        raise InputError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="fhir-convert-") as scratch:
@@ -233,7 +239,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
             without_progress_bar(con)
             con.execute("SET preserve_insertion_order = false")  # outputs are sorted explicitly
             con.execute(f"SET temp_directory = '{_sql_path(Path(scratch) / 'tmp')}'")
-            identifiers.set_pseudonym_key(con, key or _DEFAULT_KEY)
+            identifiers.set_pseudonym_key(con, key)
             _create_macros(con, identifiers.pseudonym_expr("v"))
             for rtype in RESOURCE_TYPES:
                 _read_resources(con, rtype, files[rtype], InputError)
@@ -248,10 +254,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
         "files": file_summary,
         "ignored_files": ignored,
         "outputs": counts,
-        "patient_ids": (
-            "pseudonymized with the configured key (HMAC-SHA256)" if key else
-            "pseudonymized with the built-in default key; set IMAGING_AUDIT_PSEUDONYMIZE_KEY for a secret one"
-        ),
+        "patient_ids": f"pseudonymized (HMAC-SHA256) with {key_source}",
         "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -497,12 +500,17 @@ def _classify(con) -> None:
     con.execute(
         f"""CREATE TABLE patient_c AS
             SELECT _file, id, lower(gender) AS gender, birth_date(birthDate) AS birth,
+                   -- the words of the patient's names, to remove from the text of their resources
+                   list_distinct(list_filter(flatten(list_transform(coalesce(name, []), lambda n: list_concat(
+                       coalesce(n.given, []), [n.family],
+                       string_split_regex(coalesce(n."text", ''), '[\\s,]+')))),
+                       lambda w: w IS NOT NULL AND length(w) >= 2)) AS name_words,
                    CASE {_base_skip('Patient')}
                         WHEN row_number() OVER (PARTITION BY id ORDER BY _file, birthDate, gender) > 1
                         THEN 'duplicate Patient id' END AS _skip
             FROM raw_patient"""
     )
-    con.execute("CREATE TABLE patients AS SELECT id, gender, birth FROM patient_c WHERE _skip IS NULL")
+    con.execute("CREATE TABLE patients AS SELECT id, gender, birth, name_words FROM patient_c WHERE _skip IS NULL")
 
     # Conditions -> diagnosis events.
     con.execute(
@@ -653,7 +661,11 @@ def _write_outputs(con, out_dir: Path) -> dict:
                CASE p.gender WHEN 'female' THEN 'F' WHEN 'male' THEN 'M' ELSE 'U' END AS patient_sex,
                CAST(NULL AS VARCHAR) AS symptom_onset_date, s.requester AS referring_provider_id,
                CAST(NULL AS VARCHAR) AS referring_specialty, e.setting AS care_setting,
-               CAST(NULL AS VARCHAR) AS facility_id, s.indication AS clinical_indication
+               CAST(NULL AS VARCHAR) AS facility_id,
+               CASE WHEN len(p.name_words) > 0 AND s.indication IS NOT NULL
+                    THEN regexp_replace(s.indication, '(?i)\\b(?:' || array_to_string(
+                             list_transform(p.name_words, lambda w: regexp_escape(w)), '|') || ')\\b', '[name]', 'g')
+                    ELSE s.indication END AS clinical_indication
         FROM servicerequest_c s
         LEFT JOIN patients p ON p.id = s.patient
         LEFT JOIN (SELECT id, min(setting) AS setting FROM encounter_c WHERE _skip IS NULL GROUP BY id) e

@@ -2,7 +2,13 @@
 
 A file is read as text (every column VARCHAR), staged in a temporary table, then cast and checked in one SQL
 statement. Rows that parse and carry every required field go to the warehouse table; every other row goes to
-`quarantine` with the file, the row number and the reasons. Nothing is parsed row by row in Python.
+`quarantine` with the file, the row number, the reasons, the record's own key and the offending column and value
+(identifier-masked), so a data steward can fix the source without opening the file. Nothing is parsed row by row
+in Python.
+
+Dates must be plausible as well as valid: a date after the day of the run (plus `FUTURE_TOLERANCE_DAYS`, for time
+zones and late-evening extracts) or before the floor `IMAGING_AUDIT_DATE_FLOOR` (default 1900-01-01) sends its row
+to the quarantine. File names are untrusted text too: what is stored and shown of them is identifier-masked.
 
 Row numbers are the row as a spreadsheet shows it: the header is row 1, the first record row 2. (A record whose
 quoted text spans several lines counts as one row.)
@@ -15,8 +21,26 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datetime as dt
+import os
+
 from assets.ingest import identifiers
 from assets.ingest.contract import TABLES, Column, TableSpec
+from assets.sql import literal
+
+DATE_FLOOR_ENV = "IMAGING_AUDIT_DATE_FLOOR"
+DEFAULT_DATE_FLOOR = "1900-01-01"
+FUTURE_TOLERANCE_DAYS = 1
+
+
+def date_bounds() -> tuple[dt.date, dt.date]:
+    """(earliest, latest) plausible date of an input row: the configured floor, and today plus the tolerance."""
+    raw = os.environ.get(DATE_FLOOR_ENV, DEFAULT_DATE_FLOOR)
+    try:
+        floor = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InputError(f"{DATE_FLOOR_ENV}={raw!r} is not an ISO date (YYYY-MM-DD)") from None
+    return floor, dt.date.today() + dt.timedelta(days=FUTURE_TOLERANCE_DAYS)
 
 # `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz` ...
 _FILE_RE = re.compile(
@@ -65,7 +89,7 @@ def discover_native_files(input_dir: Path) -> list[InputFile]:
 
 
 def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return literal(value)
 
 
 def read_header(con, f: InputFile) -> list[str]:
@@ -122,8 +146,9 @@ def _raw(col: str) -> str:
     return f"NULLIF(TRIM(\"{col}\"), '')"
 
 
-def _typed_expr(c: Column) -> tuple[str, str, str | None]:
-    """(warehouse SQL type, cast expression, expression giving a problem text or NULL)."""
+def _typed_expr(c: Column, bounds: tuple[dt.date, dt.date] | None = None) -> tuple[str, str, str | None]:
+    """(warehouse SQL type, cast expression, expression giving a problem text or NULL); with `bounds`, dates
+    outside them are problems too."""
     raw = _raw(c.name)
     missing = f"CASE WHEN {raw} IS NULL THEN '{c.name} is missing' END" if c.required else None
     if c.kind == "text":
@@ -138,6 +163,12 @@ def _typed_expr(c: Column) -> tuple[str, str, str | None]:
             f"THEN TRY_CAST(left({raw}, 10) AS DATE) END"
         )
         bad = f"CASE WHEN {raw} IS NOT NULL AND ({expr}) IS NULL THEN '{c.name} is not an ISO 8601 date' END"
+        if bounds:
+            floor, latest = bounds
+            bad = _first(bad, (
+                f"CASE WHEN ({expr}) > {literal(latest)} THEN '{c.name} is in the future (after {latest})' "
+                f"WHEN ({expr}) < {literal(floor)} THEN '{c.name} is before {floor}, the earliest plausible date' END"
+            ))
         return "DATE", expr, _first(missing, bad)
     if c.kind == "integer":
         expr = (
@@ -228,7 +259,7 @@ def ensure_tables(con) -> None:
     con.execute(
         """CREATE TABLE IF NOT EXISTS quarantine (
             source_file VARCHAR, source_row BIGINT, table_name VARCHAR, reason VARCHAR,
-            stage VARCHAR, load_partition VARCHAR)"""
+            stage VARCHAR, load_partition VARCHAR, record_key VARCHAR, column_name VARCHAR, value VARCHAR)"""
     )
     con.execute(
         """CREATE TABLE IF NOT EXISTS privacy_findings (
@@ -241,6 +272,9 @@ def ensure_tables(con) -> None:
             rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, dropped_columns VARCHAR[],
             loaded_at TIMESTAMP)"""
     )
+    # Warehouses made before the quarantine carried the record's key and the offending column and value.
+    for column in ("record_key", "column_name", "value"):
+        con.execute(f"ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
 def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
@@ -287,14 +321,22 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
     spec = TABLES[f.table]
     columns = read_header(con, f)
     dropped = check_columns(f, columns)
-    source = f.path.name  # files sit at the top of the input folder, so the name identifies them
+    # Files sit at the top of the input folder, so the name identifies them; a name is untrusted text (an
+    # extract named after a patient's MRN or e-mail), so only its masked form is stored and shown.
+    source = identifiers.mask_file_name(con, f.path.name)
     present = [c for c in spec.names if c in columns]
+    # Columns outside the contract that carry a person's name or birth date: read only to remove their values
+    # from the free text of the same row, then dropped with the other extra columns.
+    person = [c for c in dropped if re.search(identifiers.PERSON_COLUMN_PATTERN, c)]
 
     con.execute("DROP TABLE IF EXISTS _staged")
     con.execute("DROP TABLE IF EXISTS _rejects")
     con.execute("DROP TABLE IF EXISTS _reject_scans")
     # Staged as text so that nothing is lost to type inference; a table keeps the file's row order (rowid).
-    select_cols = ", ".join(f"CAST(\"{c}\" AS VARCHAR) AS \"{c}\"" for c in present)
+    select_cols = ", ".join(
+        [f"CAST(\"{c}\" AS VARCHAR) AS \"{c}\"" for c in present]
+        + [f"CAST(\"{c}\" AS VARCHAR) AS \"_person_{i}\"" for i, c in enumerate(person)]
+    )
     if f.fmt == "parquet":
         con.execute(
             f"CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_parquet({_sql_str(str(f.path))})"
@@ -308,7 +350,8 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
         ]
         if rejected_lines:
             con.execute(
-                """INSERT INTO quarantine SELECT ?, line, ?, 'unparseable CSV record: ' ||
+                """INSERT INTO quarantine (source_file, source_row, table_name, reason, stage, load_partition)
+                   SELECT ?, line, ?, 'unparseable CSV record: ' ||
                        string_agg(DISTINCT lower(replace(error_type, '_', ' ')), '; '), 'read', ?
                    FROM _rejects GROUP BY line""",
                 [source, spec.name, partition],
@@ -316,8 +359,9 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
 
     typed = {}
     problems = []
+    bounds = date_bounds()
     for c in spec.columns:
-        sql_type, expr, problem = _typed_expr(c) if c.name in present else (None, "NULL", None)
+        sql_type, expr, problem = _typed_expr(c, bounds) if c.name in present else (None, "NULL", None)
         typed[c.name] = expr if c.name in present else "NULL"
         if problem:
             problems.append(problem)
@@ -327,8 +371,16 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
     stored = dict(typed)
     masked_kinds = "[]"
     for name in identifiers.FREE_TEXT_COLUMNS & set(present):
-        stored[name] = identifiers.mask_expr(typed[name])
-        masked_kinds = identifiers.found_kinds_expr(_raw(name))
+        masked = identifiers.mask_expr(typed[name])
+        kinds = [identifiers.found_kinds_expr(_raw(name))]
+        for i, column in enumerate(person):
+            kind = "birth_date" if re.search(identifiers.BIRTH_COLUMN_PATTERN, column) else "name"
+            before = masked
+            masked = identifiers.mask_known_values_expr(before, _raw(f"_person_{i}"), kind)
+            kinds.append(f"[CASE WHEN ({masked}) IS DISTINCT FROM ({before}) THEN '{kind}' END]")
+        stored[name] = masked
+        masked_kinds = (f"list_distinct(list_filter(list_concat({', '.join(kinds)}), lambda x: x IS NOT NULL))"
+                        if len(kinds) > 1 else kinds[0])
     if pseudonymize:
         for name in identifiers.PSEUDONYM_COLUMNS & set(present):
             stored[name] = identifiers.pseudonym_expr(typed[name])
@@ -386,19 +438,31 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
             value_exprs.append(f'"{name}"')
     con.execute("DROP TABLE IF EXISTS _typed")
     scan_raw = f", {_raw('scan_date')} AS scan_date_raw" if spec.name == "scans" else ""
+    # The quarantine's trace: the record's own key (pseudonymized like the tables, identifier-masked), and the
+    # column the first problem names with its raw value, identifier-masked.
+    key_column = spec.key if spec.key in present else ("patient_id" if "patient_id" in present else None)
+    key_expr = identifiers.mask_expr(stored[key_column]) if key_column else "NULL"
+    first_column = "nullif(regexp_extract(_problems[1], '^(?:duplicate )?([a-z_]+)', 1), '')"
+    value_cases = " ".join(f"WHEN {literal(c)} THEN {identifiers.mask_expr(_raw(c))}" for c in present)
+    value_expr = f"CASE {first_column} {value_cases} END" if present else "NULL"
     con.execute(
         f"""CREATE TEMP TABLE _typed AS
             SELECT {', '.join(f'{stored[c]} AS "{c}"' for c in spec.names)}{scan_raw},
-                   {row_expr} AS _row, {problem_list} AS _problems, {masked_kinds} AS _masked
-            FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record{first_of_key} FROM _staged) s"""
+                   {row_expr} AS _row, _problems, {masked_kinds} AS _masked,
+                   CASE WHEN len(_problems) > 0 THEN {key_expr} END AS _key,
+                   CASE WHEN len(_problems) > 0 THEN {first_column} END AS _column,
+                   CASE WHEN len(_problems) > 0 THEN {value_expr} END AS _value
+            FROM (SELECT s.*, {problem_list} AS _problems
+                  FROM (SELECT *, row_number() OVER (ORDER BY rowid) AS _record{first_of_key} FROM _staged) s) s"""
     )
     con.execute(
         f"""INSERT INTO {spec.name} ({', '.join(target_cols)})
             SELECT {', '.join(value_exprs)} FROM _typed WHERE len(_problems) = 0 ORDER BY _row"""
     )
     con.execute(
-        """INSERT INTO quarantine SELECT ?, _row, ?, array_to_string(_problems, '; '), 'ingest', ?
-           FROM _typed WHERE len(_problems) > 0 ORDER BY _row""",
+        f"""INSERT INTO quarantine
+            SELECT ?, _row, ?, array_to_string(_problems, '; '), 'ingest', ?, _key, _column, _value
+            FROM _typed WHERE len(_problems) > 0 ORDER BY _row""",
         [source, spec.name, partition],
     )
     loaded, quarantined = con.execute(
