@@ -45,6 +45,7 @@ def _check_outcome(expect: dict, code: int, err: str, output_dir: Path) -> None:
         unreconciled = con.execute(
             "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined").fetchone()[0]
         reasons = {r for (r,) in con.execute("SELECT DISTINCT reason FROM quarantine").fetchall()}
+        ignored = {f for (f,) in con.execute("SELECT source_file FROM ignored_files").fetchall()}
     finally:
         con.close()
     assert unreconciled == 0
@@ -54,6 +55,11 @@ def _check_outcome(expect: dict, code: int, err: str, output_dir: Path) -> None:
         assert per_table[table][1] == n, table
     for reason in expect.get("reasons", []):
         assert reason in reasons, (reason, reasons)
+    for prefix in expect.get("reason_prefixes", []):
+        assert any(r.startswith(prefix) for r in reasons), (prefix, reasons)
+    assert set(expect.get("ignored", [])) <= ignored, ignored
+    if expect.get("ignored"):  # and the reconciliation a person opens names them
+        assert all(name in (output_dir / "quality" / "reconciliation.csv").read_text() for name in expect["ignored"])
 
 
 @pytest.mark.parametrize("case", CASES)

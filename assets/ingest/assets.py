@@ -28,11 +28,15 @@ def _ingest_table(
     from assets.ingest import identifiers
     from assets.ingest.changes import begin_change
     from assets.ingest.readers import (
+        FileResult,
         detect_format,
         discover_native_files,
         ensure_tables,
+        file_sha256,
+        ignored_native_files,
         load_file,
         native_source_dir,
+        record_repeated_file,
     )
 
     from assets.quality.expectations import warm_up_in_background
@@ -82,11 +86,31 @@ def _ingest_table(
                     f"DELETE FROM {bookkeeping} WHERE table_name = ? AND load_partition BETWEEN ? AND ?",
                     [table, first, last],
                 )
+            if table == "scans":  # files no table reads: named once per load, never skipped silently
+                con.execute("DELETE FROM ignored_files WHERE load_partition BETWEEN ? AND ?", [first, last])
+                for name, reason in ignored_native_files(source_dir):
+                    shown = identifiers.mask_file_name(con, name)
+                    con.execute("INSERT INTO ignored_files VALUES (?, ?, ?)", [shown, reason, last])
+                    context.log.warning(f"{shown}: not read ({reason})")
             for f in files:
-                result = load_file(con, f, partition_for(f.drop_date), pseudonymize=bool(key))
+                partition = partition_for(f.drop_date)
+                digest = file_sha256(f.path)
+                earlier = con.execute(
+                    "SELECT min(source_file) FROM ingest_files WHERE table_name = ? AND content_sha256 = ?",
+                    [table, digest],
+                ).fetchone()[0]
+                if earlier is not None:
+                    rows = record_repeated_file(con, f, partition, digest, earlier)
+                    results.append(FileResult(identifiers.mask_file_name(con, f.path.name), table, rows, 0, 0))
+                    context.log.warning(
+                        f"{results[-1].source_file}: repeats {earlier} (same content); its {rows:,} rows are "
+                        "not loaded again"
+                    )
+                    continue
+                result = load_file(con, f, partition, pseudonymize=bool(key), content_sha256=digest)
                 results.append(result)
                 context.log.info(
-                    f"{f.name}: {result.rows_in:,} rows in, {result.rows_loaded:,} loaded, "
+                    f"{result.source_file}: {result.rows_in:,} rows in, {result.rows_loaded:,} loaded, "
                     f"{result.rows_quarantined:,} quarantined"
                 )
                 findings = con.execute(
@@ -94,15 +118,15 @@ def _ingest_table(
                        FROM (SELECT action, column_name, kind, sum(rows) AS rows FROM privacy_findings
                              WHERE source_file = ? AND load_partition = ? GROUP BY ALL)
                        GROUP BY ALL ORDER BY 1, 2""",
-                    [f.name, partition_for(f.drop_date)],
+                    [result.source_file, partition],
                 ).fetchall()
                 for action, column, kinds, n in findings:
                     context.log.warning(
-                        f"{f.name}: {action} {n:,} identifier-like value(s) in {column} ({kinds})"
+                        f"{result.source_file}: {action} {n:,} identifier-like value(s) in {column} ({kinds})"
                     )
                 if result.dropped_columns:
                     context.log.warning(
-                        f"{f.name}: dropped {len(result.dropped_columns)} column(s) outside the contract: "
+                        f"{result.source_file}: dropped {len(result.dropped_columns)} column(s) outside the contract: "
                         f"{', '.join(result.dropped_columns)}"
                     )
             con.execute("COMMIT")

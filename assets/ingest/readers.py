@@ -42,12 +42,14 @@ def date_bounds() -> tuple[dt.date, dt.date]:
         raise InputError(f"{DATE_FLOOR_ENV}={raw!r} is not an ISO date (YYYY-MM-DD)") from None
     return floor, dt.date.today() + dt.timedelta(days=FUTURE_TOLERANCE_DAYS)
 
-# `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz` ...
+# `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz`, `scans 2026-03-14.csv` ...
 _FILE_RE = re.compile(
-    r"^(?P<table>referrals|scans|clinical_events)(?P<suffix>[._-].*)?\.(?P<ext>csv|csv\.gz|parquet)$",
+    r"^(?P<table>referrals|scans|clinical_events)(?P<suffix>[._\- ].*)?\.(?P<ext>csv|csv\.gz|parquet)$",
     re.IGNORECASE,
 )
 _DATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+# Names that look like a data file but match no table: reported, never silently skipped.
+_DATA_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet", ".gz", ".zip", ".xlsx", ".xls", ".json", ".ndjson")
 
 
 class InputError(Exception):
@@ -72,10 +74,18 @@ def discover_native_files(input_dir: Path) -> list[InputFile]:
     for path in sorted(Path(input_dir).iterdir()):
         if not path.is_file():
             continue
-        m = _FILE_RE.match(path.name)
+        # Spaces around a name (a file saved as "scans.csv ") are not part of what it is.
+        m = _FILE_RE.match(path.name.strip())
         if not m:
             continue
         date = _DATE_RE.search(m.group("suffix") or "")
+        if date:
+            try:
+                dt.date.fromisoformat(date.group(1))
+            except ValueError:
+                raise InputError(
+                    f"{path}: the date in the file name ({date.group(1)}) is not a calendar date"
+                ) from None
         ext = m.group("ext").lower()
         found.append(
             InputFile(
@@ -86,6 +96,35 @@ def discover_native_files(input_dir: Path) -> list[InputFile]:
             )
         )
     return found
+
+
+def ignored_native_files(input_dir: Path) -> list[tuple[str, str]]:
+    """(file name, reason) for files that look like data but that no table reads: named in the run's output."""
+    ignored = []
+    for path in sorted(Path(input_dir).iterdir()):
+        name = path.name.strip()
+        if not path.is_file() or name.startswith(".") or _FILE_RE.match(name):
+            continue
+        lower = name.lower()
+        if not lower.endswith(_DATA_EXTENSIONS):
+            continue
+        if lower.startswith(("referrals", "scans", "clinical_events")):
+            reason = "a table's name, but not a readable form (CSV, CSV.GZ or Parquet, named <table>[_date].<ext>)"
+        else:
+            reason = "not a file of the native layout (referrals, scans, clinical_events)"
+        ignored.append((name, reason))
+    return ignored
+
+
+def file_sha256(path: Path) -> str:
+    """The content hash of a file: the same delivery under another name, or on another night, has the same one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _sql_str(value: str) -> str:
@@ -101,7 +140,10 @@ def read_header(con, f: InputFile) -> list[str]:
             if f.path.stat().st_size == 0:
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
             # Only the header line is decoded here; a bad byte further down quarantines just its row.
-            with open(f.path, "rb") as fh:
+            import gzip
+
+            opener = gzip.open if f.path.name.strip().lower().endswith(".gz") else open
+            with opener(f.path, "rb") as fh:
                 first = fh.readline(1_000_000)
             text = first.decode("utf-8-sig")
             header = next(csv.reader([text]), None)
@@ -272,9 +314,16 @@ def ensure_tables(con) -> None:
             rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, dropped_columns VARCHAR[],
             loaded_at TIMESTAMP)"""
     )
-    # Warehouses made before the quarantine carried the record's key and the offending column and value.
+    # Warehouses made before the quarantine carried the record's key and the offending column and value, and
+    # before files carried their content hash (a repeated delivery is recognised by it).
     for column in ("record_key", "column_name", "value"):
         con.execute(f"ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+    for column, sql_type in (("content_sha256", "VARCHAR"), ("rows_repeated", "BIGINT"), ("repeats_file", "VARCHAR")):
+        con.execute(f"ALTER TABLE ingest_files ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS ignored_files (
+            source_file VARCHAR, reason VARCHAR, load_partition VARCHAR)"""
+    )
 
 
 def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
@@ -286,6 +335,7 @@ def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
     import duckdb
 
     declared = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)
+    compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
     for strict in ("true", "false"):
         for table in ("_staged", "_rejects", "_reject_scans"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -294,7 +344,8 @@ def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
                 f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
                     header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
                     columns={{{declared}}}, strict_mode={strict}, ignore_errors=true, store_rejects=true,
-                    rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000)"""
+                    rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000,
+                    compression={compression})"""
             )
             return
         except duckdb.InvalidInputException as exc:
@@ -313,7 +364,8 @@ class FileResult:
     dropped_columns: list[str] = field(default_factory=list)
 
 
-def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> FileResult:
+def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
+              content_sha256: str | None = None) -> FileResult:
     """Load one file into its warehouse table and the quarantine, in the caller's transaction.
 
     With `pseudonymize`, id columns are stored as keyed hashes (the caller has set the key on `con`).
@@ -491,12 +543,35 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False) -> 
         dropped_columns=dropped,
     )
     con.execute(
-        "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
-        [source, spec.name, partition, f.fmt, result.rows_in, loaded, quarantined, dropped],
+        """INSERT INTO ingest_files (source_file, table_name, load_partition, file_format, rows_in, rows_loaded,
+               rows_quarantined, dropped_columns, loaded_at, content_sha256, rows_repeated)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), ?, 0)""",
+        [source, spec.name, partition, f.fmt, result.rows_in, loaded, quarantined, dropped, content_sha256],
     )
     for t in ("_staged", "_typed", "_rejects", "_reject_scans", "_reject_lines"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return result
+
+
+def record_repeated_file(con, f: InputFile, partition: str, content_sha256: str, earlier: str) -> int:
+    """Account for a file whose content an earlier file already delivered: its records are counted, not loaded
+    again (identical re-deliveries must not double the history); returns the record count."""
+    source = identifiers.mask_file_name(con, f.path.name)
+    if f.fmt == "parquet":
+        (rows,), = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(f.path))})").fetchall()
+    else:
+        compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
+        (rows,), = con.execute(
+            f"""SELECT count(*) FROM read_csv({_sql_str(str(f.path))}, header=true, all_varchar=true, delim=',',
+                quote='"', escape='"', strict_mode=false, ignore_errors=true, compression={compression})"""
+        ).fetchall()
+    con.execute(
+        """INSERT INTO ingest_files (source_file, table_name, load_partition, file_format, rows_in, rows_loaded,
+               rows_quarantined, dropped_columns, loaded_at, content_sha256, rows_repeated, repeats_file)
+           VALUES (?, ?, ?, ?, ?, 0, 0, [], now(), ?, ?, ?)""",
+        [source, f.table, partition, f.fmt, rows, content_sha256, rows, earlier],
+    )
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -29,15 +29,18 @@ def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
         ensure_tables(con)
         quarantined = copy_query_to_csv(
             con,
-            "SELECT source_file, source_row, table_name AS \"table\", reason, stage, load_partition "
-            "FROM quarantine ORDER BY table_name, source_file, source_row",
+            "SELECT source_file, source_row, table_name AS \"table\", reason, stage, load_partition, record_key, "
+            "column_name, value FROM quarantine ORDER BY table_name, source_file, source_row",
             quality_dir / "quarantine.csv",
         )
         copy_query_to_csv(
             con,
             "SELECT source_file, table_name AS \"table\", load_partition, rows_in, rows_loaded, rows_quarantined, "
-            "rows_in = rows_loaded + rows_quarantined AS reconciled, array_to_string(dropped_columns, ';') "
-            "AS dropped_columns FROM ingest_files ORDER BY table_name, source_file",
+            "coalesce(rows_repeated, 0) AS rows_repeated, repeats_file, "
+            "rows_in = rows_loaded + rows_quarantined + coalesce(rows_repeated, 0) AS reconciled, "
+            "array_to_string(dropped_columns, ';') AS dropped_columns FROM ingest_files "
+            "UNION ALL SELECT source_file, NULL, load_partition, NULL, NULL, NULL, NULL, NULL, false, "
+            "'not read: ' || reason FROM ignored_files ORDER BY 2 NULLS LAST, 1",
             quality_dir / "reconciliation.csv",
         )
         copy_query_to_csv(
@@ -51,7 +54,7 @@ def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
         write_text_atomic(quality_dir / "index.html", render_quality_page(con))
         unreconciled = con.execute(
-            "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined"
+            "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined + coalesce(rows_repeated, 0)"
         ).fetchone()[0]
         by_reason = con.execute(
             "SELECT reason, count(*) FROM quarantine GROUP BY ALL ORDER BY 2 DESC LIMIT 10"
@@ -72,7 +75,7 @@ def rows_reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect(read_only=True) as con:
         bad = con.execute(
             "SELECT source_file, rows_in, rows_loaded, rows_quarantined FROM ingest_files "
-            "WHERE rows_in <> rows_loaded + rows_quarantined"
+            "WHERE rows_in <> rows_loaded + rows_quarantined + coalesce(rows_repeated, 0)"
         ).fetchall()
         files = con.execute("SELECT count(*) FROM ingest_files").fetchone()[0]
     return dg.AssetCheckResult(
