@@ -146,7 +146,8 @@ def read_header(con, f: InputFile) -> list[str]:
             with opener(f.path, "rb") as fh:
                 first = fh.readline(1_000_000)
             text = first.decode("utf-8-sig")
-            header = next(csv.reader([text]), None)
+            # the header ends at the first line break of any kind (CR, LF or CRLF)
+            header = next(csv.reader([text.splitlines()[0] if text.strip() else ""]), None)
             if not header or not "".join(header).strip():
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
             # A header cell left empty (a trailing comma from a spreadsheet) names an unnamed extra column.
@@ -326,32 +327,77 @@ def ensure_tables(con) -> None:
     )
 
 
+_NONBLANK_LINE = re.compile(rb"[^\r\n]*[^\r\n \t][^\r\n]*")
+
+
+def count_nonblank_lines(path: Path) -> int:
+    """The file's non-blank lines (ended by CR, LF or CRLF), counted from the bytes, apart from any parser."""
+    import gzip
+
+    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
+    count, pending = 0, b""
+    with opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            data = pending + block
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+            if cut < 0:
+                pending = data
+                continue
+            count += len(_NONBLANK_LINE.findall(data, 0, cut + 1))
+            pending = data[cut + 1:]
+    return count + (1 if _NONBLANK_LINE.search(pending) else 0)
+
+
+def _extra_lines_sql(text_sql: str) -> str:
+    """SQL: how many more non-blank lines than one a record's text occupies in its file."""
+    return (
+        f"greatest(len(list_filter(regexp_split_to_array({text_sql}, '\\r\\n|\\r|\\n'), "
+        f"lambda s: regexp_matches(s, '[^ \\t]'))) - 1, 0)"
+    )
+
+
+def _has_lone_carriage_return(path: Path) -> bool:
+    """Whether a file ends some line with a bare carriage return (old Mac line ends, or a stray CR amid
+    newline-ended lines): DuckDB's strict parser stops on those, so such files are read leniently."""
+    import gzip
+
+    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
+    previous = b""
+    with opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            chunk = previous + block
+            # a CR that is not followed by LF (a CR at the very end of a block is judged with the next block)
+            if re.search(rb"\r(?!\n)", chunk[:-1]):
+                return True
+            previous = chunk[-1:]
+    return previous == b"\r"
+
+
 def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
     """Read a CSV file as text into `_staged`; records that do not parse go to `_rejects` with their line.
 
     DuckDB's strict parser rejects malformed records one by one, but a few byte sequences (a lone carriage
-    return amid newline-ended lines) stop it altogether; the lenient parser then reads the file instead.
+    return amid newline-ended lines) stop it altogether; such files are found first and read with the lenient
+    parser instead (a failed statement would abort the caller's transaction, so there is no second attempt).
     """
     import duckdb
 
     declared = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)
     compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
-    for strict in ("true", "false"):
-        for table in ("_staged", "_rejects", "_reject_scans"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-        try:
-            con.execute(
-                f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
-                    header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
-                    columns={{{declared}}}, strict_mode={strict}, ignore_errors=true, store_rejects=true,
-                    rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000,
-                    compression={compression})"""
-            )
-            return
-        except duckdb.InvalidInputException as exc:
-            if strict == "false":
-                first = str(exc).strip().splitlines()[0]
-                raise InputError(f"{f.path}: cannot be parsed as CSV ({first})") from None
+    strict = "false" if _has_lone_carriage_return(f.path) else "true"
+    for table in ("_staged", "_rejects", "_reject_scans"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    try:
+        con.execute(
+            f"""CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_csv({_sql_str(str(f.path))},
+                header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
+                columns={{{declared}}}, strict_mode={strict}, ignore_errors=true, store_rejects=true,
+                rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000,
+                compression={compression})"""
+        )
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{f.path}: cannot be parsed as CSV ({first})") from None
 
 
 @dataclass
@@ -389,13 +435,23 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
         [f"CAST(\"{c}\" AS VARCHAR) AS \"{c}\"" for c in present]
         + [f"CAST(\"{c}\" AS VARCHAR) AS \"_person_{i}\"" for i, c in enumerate(person)]
     )
+    swallowed = 0
     if f.fmt == "parquet":
         con.execute(
-            f"CREATE TEMP TABLE _staged AS SELECT {select_cols} FROM read_parquet({_sql_str(str(f.path))})"
+            f"CREATE TEMP TABLE _staged AS SELECT {select_cols}, 0 AS _breaks FROM read_parquet({_sql_str(str(f.path))})"
         )
         rejected_lines: list[int] = []
+        (records_in_file,), = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(f.path))})").fetchall()
     else:
-        _stage_csv(con, f, columns, select_cols)
+        # Line breaks inside a record's quoted fields (any column, contract or not): the file's own line count,
+        # less these, is its record count, counted apart from the parser so that lost rows show.
+        every = ", ".join(f'"{c}"' for c in columns)
+        joined = f"concat_ws(chr(31), {every})"
+        breaks = f"CASE WHEN regexp_matches({joined}, '[\\r\\n]') THEN {_extra_lines_sql(joined)} ELSE 0 END"
+        _stage_csv(con, f, columns, f"{select_cols}, {breaks} AS _breaks")
+        lines_in_file = count_nonblank_lines(f.path) - 1  # less the header
+        (breaks_in_records,), = con.execute("SELECT coalesce(sum(_breaks), 0) FROM _staged").fetchall()
+        records_in_file = lines_in_file - breaks_in_records
         # A record can fail more than one way; one quarantine row per record, reasons joined.
         rejected_lines = [
             r[0] for r in con.execute("SELECT DISTINCT line FROM _rejects ORDER BY line").fetchall()
@@ -406,6 +462,26 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
                    SELECT ?, line, ?, 'unparseable CSV record: ' ||
                        string_agg(DISTINCT lower(replace(error_type, '_', ' ')), '; '), 'read', ?
                    FROM _rejects GROUP BY line""",
+                [source, spec.name, partition],
+            )
+            # A record that could not be parsed and spans several lines (a quote opened and never closed)
+            # swallowed the lines after its first: each of them is quarantined, not lost.
+            (swallowed,), = con.execute(
+                f"""WITH spans AS (
+                       SELECT line, max({_extra_lines_sql('csv_line')}) AS extra
+                       FROM _rejects GROUP BY line HAVING extra > 0),
+                   lines AS (SELECT line, line + unnest(range(1, extra + 1)) AS swallowed_line FROM spans)
+                   SELECT count(*) FROM lines""",
+            ).fetchall()
+            con.execute(
+                f"""INSERT INTO quarantine (source_file, source_row, table_name, reason, stage, load_partition)
+                   WITH spans AS (
+                       SELECT line, max({_extra_lines_sql('csv_line')}) AS extra
+                       FROM _rejects GROUP BY line HAVING extra > 0)
+                   SELECT ?, line + unnest(range(1, extra + 1)), ?,
+                          'inside the quoted field opened on row ' || line || ' and never closed (an unterminated quote)',
+                          'read', ?
+                   FROM spans""",
                 [source, spec.name, partition],
             )
 
@@ -420,6 +496,16 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
         if c.name in present and c.kind in ("text", "code", "codes", "enum") and c.name not in identifiers.FREE_TEXT_COLUMNS:
             problems.append(identifiers.problem_expr(c.name, _raw(c.name)))
     problems += _table_problems(spec, typed)
+    if f.fmt == "csv" and len(columns) > 1:
+        # A quoted text whose later lines look like records of this file (as many commas): a quote left open
+        # swallowed them. The record is quarantined with the lines it holds rather than loaded.
+        record_like = f"(?:\\r\\n|\\r|\\n)(?:[^\\r\\n,]*,){{{len(columns) - 1}}}"
+        for c in spec.columns:
+            if c.name in present and c.kind == "text":
+                problems.append(
+                    f"CASE WHEN regexp_matches(s.\"{c.name}\", '{record_like}') THEN '{c.name} spans lines that "
+                    "look like records of this file (a quote left open?)' END"
+                )
     stored = dict(typed)
     masked_kinds = "[]"
     for name in identifiers.FREE_TEXT_COLUMNS & set(present):
@@ -533,11 +619,11 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
                WHERE p LIKE '% looks like a direct identifier (%')""",
         [source, spec.name, free_text, partition, source, spec.name, partition],
     )
-    quarantined += len(rejected_lines)
+    quarantined += len(rejected_lines) + swallowed
     result = FileResult(
         source_file=source,
         table=spec.name,
-        rows_in=loaded + quarantined,
+        rows_in=records_in_file,
         rows_loaded=loaded,
         rows_quarantined=quarantined,
         dropped_columns=dropped,
