@@ -263,3 +263,43 @@ def test_a_record_delivered_again_in_a_later_partition_replaces_the_earlier(tmp_
     load_file(con, discover_native_files(tmp_path / "b")[0], "2025-03-14")
     build_current_views(con)
     assert con.execute("SELECT procedure_code FROM scans_current").fetchall() == [("72158",)]
+
+
+def test_the_same_delivery_twice_changes_no_verdict(tmp_path):
+    """A history file delivered again (under another name, and on a later night) is counted, not loaded twice:
+    a 25-day NSAID fill read twice would make a 50-day medication trial (42 days count) and change the verdict."""
+    import shutil
+
+    import duckdb
+
+    from pipelines.cli import run_audit
+
+    def audit(folder, out):
+        run_audit(folder, out, rule_sets=["standard"], quiet=True)
+        c = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+        try:
+            verdict = c.execute("SELECT category, reasons, conservative_care FROM mri_classification").fetchone()
+            files = c.execute(
+                "SELECT source_file, rows_in, rows_loaded, rows_repeated, repeats_file FROM ingest_files "
+                "WHERE table_name = 'clinical_events' ORDER BY load_partition, source_file").fetchall()
+        finally:
+            c.close()
+        return verdict, files
+
+    once = tmp_path / "once"
+    write_csv(once / "referrals.csv", [referral(referral_date="2025-06-20", symptom_onset_date="2025-03-01")])
+    write_csv(once / "scans.csv", [scan(scan_date="2025-06-23")])
+    write_csv(once / "clinical_events.csv", [
+        event(event_date="2025-05-01", event_type="medication", code_system="RXNORM", code="5640", days_supply="25"),
+    ])
+    twice = tmp_path / "twice"
+    shutil.copytree(once, twice)
+    shutil.copy(twice / "clinical_events.csv", twice / "clinical_events_resent.csv")
+    shutil.copy(twice / "clinical_events.csv", twice / "clinical_events_2025-06-22.csv")
+    single, _ = audit(once, tmp_path / "out_once")
+    repeated, files = audit(twice, tmp_path / "out_twice")
+    assert single == repeated and single[2] is False
+    loaded = [f for f in files if f[2] > 0]
+    repeats = [f for f in files if f[3] > 0]
+    assert len(loaded) == 1 and len(repeats) == 2
+    assert all(f[1] == f[3] == 1 and f[4] == loaded[0][0] for f in repeats)
