@@ -142,3 +142,52 @@ def test_fuzzed_headers_either_load_or_say_what_is_wrong(header):
         _load_bytes(content)
     except InputError as exc:
         assert "scans.csv" in str(exc) and "\n" not in str(exc)
+
+
+# File names, line endings and quoting: a well-formed CSV of N records, however it is named, ended and quoted,
+# loads N records (loaded or quarantined) and the count taken from its lines agrees.
+NAME_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
+                    max_size=12)
+QUOTED = st.text(alphabet=st.sampled_from(list("ab ,\"'=+-@;\t\n\ré\u2028")), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(separator=st.sampled_from(["_", "-", ".", " "]), suffix=NAME_TEXT, trailing=st.sampled_from(["", " "]),
+       ending=st.sampled_from(["\n", "\r\n", "\r"]),
+       records=st.lists(st.tuples(QUOTED, QUOTED), min_size=1, max_size=6))
+def test_fuzzed_names_line_endings_and_quoting_lose_no_record(separator, suffix, trailing, ending, records):
+    import csv as csv_module
+    import io
+
+    name = f"scans{separator}{suffix}.csv{trailing}"
+    if len(name.encode("utf-8")) > 200 or name.strip() != name.rstrip() or "\x00" in name:
+        return
+    buffer = io.StringIO()
+    # Python's writer quotes a field for the line terminator's characters only: a field holding any line break
+    # is quoted by asking for every field quoted (what a well-formed file would do).
+    breaks = any(ch in field for record in records for field in record for ch in "\r\n")
+    writer = csv_module.writer(buffer, lineterminator=ending,
+                               quoting=csv_module.QUOTE_ALL if breaks else csv_module.QUOTE_MINIMAL)
+    writer.writerow(TABLES["scans"].names)
+    for i, (facility, finding) in enumerate(records):
+        writer.writerow([f"S{i}", "P1", "2025-03-05", "72148", "", "M54.50", facility, finding, "30"])
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            (Path(folder) / name).write_bytes(buffer.getvalue().encode("utf-8"))
+        except OSError:  # a name this file system does not take
+            return
+        con = duckdb.connect()
+        try:
+            ensure_tables(con)
+            try:
+                files = discover_native_files(Path(folder))
+            except InputError as exc:  # an impossible date in the name: one line
+                assert "\n" not in str(exc)
+                return
+            assert len(files) == 1
+            result = load_file(con, files[0], "2025-01-01")
+            source = con.execute("SELECT DISTINCT source_file FROM ingest_files").fetchone()[0]
+        finally:
+            con.close()
+    assert result.rows_in == len(records) == result.rows_loaded + result.rows_quarantined, (name, records)
+    assert source and "\n" not in source

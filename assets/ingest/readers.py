@@ -327,7 +327,7 @@ def ensure_tables(con) -> None:
     )
 
 
-_NONBLANK_LINE = re.compile(rb"[^\r\n]*[^\r\n \t][^\r\n]*")
+_NONBLANK_LINE = re.compile(rb"[^\r\n]+")  # a line with anything on it is a record to the CSV parser
 
 
 def count_nonblank_lines(path: Path) -> int:
@@ -352,8 +352,19 @@ def _extra_lines_sql(text_sql: str) -> str:
     """SQL: how many more non-blank lines than one a record's text occupies in its file."""
     return (
         f"greatest(len(list_filter(regexp_split_to_array({text_sql}, '\\r\\n|\\r|\\n'), "
-        f"lambda s: regexp_matches(s, '[^ \\t]'))) - 1, 0)"
+        f"lambda s: length(s) > 0)) - 1, 0)"
     )
+
+
+def _header_line_end(path: Path) -> bytes:
+    """How the first line of a file ends: b"\\r\\n", b"\\n", b"\\r" or b"" (no line break in the first MB)."""
+    import gzip
+
+    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    m = re.search(rb"\r\n|\r|\n", head)
+    return m.group(0) if m else b""
 
 
 def _has_lone_carriage_return(path: Path) -> bool:
@@ -384,7 +395,13 @@ def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
 
     declared = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)
     compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
-    strict = "false" if _has_lone_carriage_return(f.path) else "true"
+    new_line = ""
+    strict = "true"
+    if _has_lone_carriage_return(f.path):
+        if _header_line_end(f.path) == b"\r":  # a file ended with CRs throughout (old Mac): strict, told so
+            new_line = ", new_line='\\r'"
+        else:  # a stray CR amid newline-ended lines
+            strict = "false"
     for table in ("_staged", "_rejects", "_reject_scans"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     try:
@@ -393,7 +410,7 @@ def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
                 header=true, all_varchar=true, delim=',', quote='"', escape='"', auto_detect=false,
                 columns={{{declared}}}, strict_mode={strict}, ignore_errors=true, store_rejects=true,
                 rejects_table='_rejects', rejects_scan='_reject_scans', max_line_size=10000000,
-                compression={compression})"""
+                compression={compression}{new_line})"""
         )
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
