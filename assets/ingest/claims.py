@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.ingest.contract import SPINE_MRI_REGIONS
+from assets.sql import path_literal
 
 REQUIRED_COLUMNS = ("claim_id", "patient_id", "claim_start_date", "hcpcs_code", "diagnosis_code_1")
 SPINE_IMAGING = r"^72[0-2]\d\d$"
@@ -35,10 +36,10 @@ def _find(input_dir: Path, name: str) -> Path | None:
 
 
 def _reader(path: Path) -> str:
-    p = str(path).replace("'", "''")
+    p = path_literal(path)
     if path.suffix == ".parquet":
-        return f"(SELECT * FROM read_parquet('{p}'))"
-    return f"(SELECT * FROM read_csv('{p}', header=true, all_varchar=true, delim=',', quote='\"', escape='\"'))"
+        return f"(SELECT * FROM read_parquet({p}))"
+    return f"(SELECT * FROM read_csv({p}, header=true, all_varchar=true, delim=',', quote='\"', escape='\"'))"
 
 
 def check_claims(input_dir: Path) -> None:
@@ -132,7 +133,7 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
                        NULL AS referring_specialty, {setting} AS care_setting, i.facility AS facility_id,
                        NULL AS clinical_indication
                 FROM imaging i LEFT JOIN people p USING (patient_id) ORDER BY 1
-            ) TO '{(out_dir / 'referrals.parquet').as_posix()}' (FORMAT parquet)"""
+            ) TO {path_literal(out_dir / 'referrals.parquet')} (FORMAT parquet)"""
         )
         con.execute(
             f"""COPY (
@@ -140,7 +141,7 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
                        i.procedure_code, 'CLM-R-' || {key} AS referral_id, array_to_string(i.dx, ';') AS diagnosis_codes,
                        i.facility AS facility_id, NULL AS findings_category, NULL AS scan_minutes
                 FROM imaging i ORDER BY 1
-            ) TO '{(out_dir / 'scans.parquet').as_posix()}' (FORMAT parquet)"""
+            ) TO {path_literal(out_dir / 'scans.parquet')} (FORMAT parquet)"""
         )
         pcs = " UNION ALL ".join(
             f"""SELECT trim(patient_id), coalesce(TRY_CAST({d} AS DATE), TRY_CAST(claim_start_date AS DATE)),
@@ -165,7 +166,7 @@ def convert_claims(input_dir: Path, out_dir: Path) -> dict:
                 )
                 WHERE event_date IS NOT NULL
                 ORDER BY ALL
-            ) TO '{(out_dir / 'clinical_events.parquet').as_posix()}' (FORMAT parquet)"""
+            ) TO {path_literal(out_dir / 'clinical_events.parquet')} (FORMAT parquet)"""
         )
         used, no_patient, no_date = con.execute(
             """SELECT count(*) FILTER (WHERE patient_id IS NOT NULL AND service_date IS NOT NULL),

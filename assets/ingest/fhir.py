@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from assets.ingest.contract import SPINE_MRI_REGIONS
+from assets.sql import literal, path_literal
 
 # Resource types read, in the order they are read.
 RESOURCE_TYPES = (
@@ -238,7 +239,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
         try:
             without_progress_bar(con)
             con.execute("SET preserve_insertion_order = false")  # outputs are sorted explicitly
-            con.execute(f"SET temp_directory = '{_sql_path(Path(scratch) / 'tmp')}'")
+            con.execute(f"SET temp_directory = {path_literal(Path(scratch) / 'tmp')}")
             identifiers.set_pseudonym_key(con, key)
             _create_macros(con, identifiers.pseudonym_expr("v"))
             for rtype in RESOURCE_TYPES:
@@ -263,11 +264,7 @@ def convert_fhir(input_dir: Path, out_dir: Path, pseudonym_key: str | None = Non
 # SQL building blocks
 
 def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+    return literal(value)
 
 
 def _create_macros(con, pseudonym_sql: str) -> None:
@@ -710,7 +707,7 @@ def _write_outputs(con, out_dir: Path) -> dict:
         if got != columns:  # the contract's columns, in order
             raise RuntimeError(f"{name}: built columns {got} differ from the contract's {columns}")
         partial = out_dir / f".{name}.parquet.partial"
-        con.execute(f"COPY (SELECT * FROM out_{name} ORDER BY ALL) TO '{_sql_path(partial)}' (FORMAT parquet)")
+        con.execute(f"COPY (SELECT * FROM out_{name} ORDER BY ALL) TO {path_literal(partial)} (FORMAT parquet)")
         counts[name] = con.execute(f"SELECT count(*) FROM out_{name}").fetchone()[0]
     for name in counts:
         os.replace(out_dir / f".{name}.parquet.partial", out_dir / f"{name}.parquet")

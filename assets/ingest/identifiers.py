@@ -27,16 +27,12 @@ from __future__ import annotations
 # kind -> pattern. Order matters for masking: the more specific patterns run first.
 PATTERNS: dict[str, str] = {
     "email": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
-    # formatted, after a label, or nine bare digits (no clinical code is nine digits)
+    # formatted, or after a label
     "ssn": (
         r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*\d{3}[- ]?\d{2}[- ]?\d{4}\b"
-        r"|\b\d{3}[- ]\d{2}[- ]\d{4}\b|\b\d{9}\b"
+        r"|\b\d{3}[- ]\d{2}[- ]\d{4}\b"
     ),
-    "phone": (
-        r"(?:\+?1[\-. ]?)?(?:\(\d{3}\)\s?|\b\d{3}[\-. ])\d{3}[\-. ]\d{4}\b"
-        # ten bare digits in North American numbering (the area code starts 2-9), with or without +1
-        r"|(?:\+?\b1)?\b[2-9]\d{9}\b"
-    ),
+    "phone": r"(?:\+?1[\-. ]?)?(?:\(\d{3}\)\s?|\b\d{3}[\-. ])\d{3}[\-. ]\d{4}\b",
     "mrn": (
         r"(?i)\b(?:mrn|mr\s*#|med(?:ical)?\.?\s+rec(?:ord)?s?\.?(?:\s+(?:number|no\.?|#))?)\s*[:#]?\s*"
         r"[A-Z0-9\-]{3,}"
@@ -45,8 +41,6 @@ PATTERNS: dict[str, str] = {
         r"(?i)\b(?:dob|d\.o\.b\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)\s*[:\-]?\s*"
         r"(?:\d{1,4}[\-/.]\d{1,2}[\-/.]\d{1,4}|\d{8}|[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{4}"
         r"|\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4})"
-        # a compact date on its own (19610414): in free text it is most often a birth date
-        r"|\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"
     ),
     "address": (
         r"(?i)\b\d{1,6}\s+(?:[A-Za-z0-9]+\s+){1,4}"
@@ -58,6 +52,20 @@ PATTERNS: dict[str, str] = {
         r"\b(?:Mr|Mrs|Ms|Miss|Mx)\.?\s+[A-Z][A-Za-z'\-]+(?:\s+[A-Z][A-Za-z'\-]+)?"
         r"|(?i:\b(?:patient|pt)\s+name\b|\bname)\s*[:=]\s*[A-Za-z'\-]+(?:\s+[A-Za-z'\-]+)?"
     ),
+}
+
+# Bare forms, without a label or separators, looked for in free text only: inside a structured value they are
+# as likely part of a legitimate key (a claims line id holding a service date `...-20180312-...`).
+BARE_PATTERNS: dict[str, str] = {
+    "ssn": r"\b\d{9}\b",  # no clinical code is nine digits
+    # ten digits in North American numbering (the area code starts 2-9), with or without +1
+    "phone": r"(?:\+?\b1)?\b[2-9]\d{9}\b",
+    # a compact date on its own (19610414): in free text it is most often a birth date
+    "birth_date": r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",
+}
+TEXT_PATTERNS: dict[str, str] = {
+    kind: f"{pattern}|{BARE_PATTERNS[kind]}" if kind in BARE_PATTERNS else pattern
+    for kind, pattern in PATTERNS.items()
 }
 
 # Columns that hold free text: identifiers in them are masked, the rest of the text is kept.
@@ -84,29 +92,32 @@ def _sql(pattern: str) -> str:
 # no identifier - costs one match instead of one per kind (at 11 million history rows that is most of the
 # ingestion time). Inline flags such as (?i) stay inside their group.
 ANY_PATTERN = "|".join(f"(?:{pattern})" for pattern in PATTERNS.values())
+ANY_TEXT_PATTERN = "|".join(f"(?:{pattern})" for pattern in TEXT_PATTERNS.values())
 
 
-def any_identifier_expr(value_sql: str) -> str:
-    """SQL: true when the value contains a span matching any identifier pattern."""
-    return f"regexp_matches({value_sql}, {_sql(ANY_PATTERN)})"
+def any_identifier_expr(value_sql: str, text: bool = False) -> str:
+    """SQL: true when the value contains a span matching any identifier pattern (`text`: free-text patterns)."""
+    return f"regexp_matches({value_sql}, {_sql(ANY_TEXT_PATTERN if text else ANY_PATTERN)})"
 
 
 def mask_expr(value_sql: str) -> str:
-    """SQL replacing every identifier-looking span of a text with `[kind]`."""
+    """SQL replacing every identifier-looking span of a text with `[kind]` (free-text patterns)."""
     expr = value_sql
-    for kind, pattern in PATTERNS.items():
+    for kind, pattern in TEXT_PATTERNS.items():
         expr = f"regexp_replace({expr}, {_sql(pattern)}, '[{kind}]', 'g')"
-    return f"CASE WHEN {any_identifier_expr(value_sql)} THEN {expr} ELSE {value_sql} END"
+    return f"CASE WHEN {any_identifier_expr(value_sql, text=True)} THEN {expr} ELSE {value_sql} END"
 
 
-def found_kinds_expr(value_sql: str) -> str:
-    """SQL listing the identifier kinds a text contains (an empty list when none)."""
+def found_kinds_expr(value_sql: str, text: bool = True) -> str:
+    """SQL listing the identifier kinds a value contains (an empty list when none); `text=False` for a
+    structured value, where bare digit runs are not taken for identifiers."""
+    patterns = TEXT_PATTERNS if text else PATTERNS
     items = ", ".join(
         f"CASE WHEN regexp_matches({value_sql}, {_sql(pattern)}) THEN '{kind}' END"
-        for kind, pattern in PATTERNS.items()
+        for kind, pattern in patterns.items()
     )
     return (
-        f"CASE WHEN {any_identifier_expr(value_sql)} THEN list_filter([{items}], lambda x: x IS NOT NULL) "
+        f"CASE WHEN {any_identifier_expr(value_sql, text)} THEN list_filter([{items}], lambda x: x IS NOT NULL) "
         f"ELSE []::VARCHAR[] END"
     )
 
@@ -139,7 +150,7 @@ def problem_expr(column: str, value_sql: str) -> str:
     """SQL giving a quarantine reason when a structured value looks like a direct identifier."""
     if column in ID_COLUMNS:
         kinds = (
-            f"list_distinct(list_concat({found_kinds_expr(value_sql)}, {_id_kinds_expr(value_sql)}))"
+            f"list_distinct(list_concat({found_kinds_expr(value_sql, text=False)}, {_id_kinds_expr(value_sql)}))"
         )
         return (
             f"CASE WHEN {value_sql} IS NOT NULL AND len({kinds}) > 0 THEN "
@@ -147,8 +158,8 @@ def problem_expr(column: str, value_sql: str) -> str:
         )
     return (
         f"CASE WHEN {value_sql} IS NOT NULL AND {any_identifier_expr(value_sql)} THEN "
-        f"'{column} looks like a direct identifier (' || array_to_string({found_kinds_expr(value_sql)}, ', ') "
-        f"|| ')' END"
+        f"'{column} looks like a direct identifier (' || "
+        f"array_to_string({found_kinds_expr(value_sql, text=False)}, ', ') || ')' END"
     )
 
 
