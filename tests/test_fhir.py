@@ -1,4 +1,4 @@
-"""FHIR R4 bulk export -> native layout (assets/ingest/fhir.py, CONTRACT.md §2c).
+"""FHIR R4 bulk export -> native layout (assets/ingest/fhir.py, docs/data-contract.md §2c).
 
 Two inputs: the SMART on FHIR 10-patient Synthea export (real files: every line accounted for, the two chronic
 low-back-pain Conditions become M54.50, nothing identifying leaves the converter) and hand-written resources for
