@@ -290,21 +290,52 @@ class Protection:
                     push(j)
         return None
 
-    def _candidates(self, k, via: dict, bounds: dict, depth: int = 0) -> list:
-        """Published cells whose withholding would loosen what pinned `k`: those of the equation that last
-        narrowed it, and (a few steps back) of the equations that narrowed that equation's other cells."""
-        i = via.get(k)
-        if i is None:
-            return []
-        out = []
-        for c in self.equations[i]:
-            if c == k:
-                continue
-            if c not in self.hidden:
-                out.append(c)
-            elif depth < 6 and c in via:
-                out += self._candidates(c, via, bounds, depth + 1)
-        return out
+    CANDIDATE_DEPTH = 6  # how many equations back from a pinned cell its candidates are looked for
+
+    def _reach(self, via: dict) -> tuple[list, list]:
+        """For one round (fixed `hidden` and `via`): per equation, its cheapest published cell (None when every
+        cell is withheld), and the equations that last narrowed its withheld cells."""
+        cheapest, follows = [], []
+        for i, eq in enumerate(self.equations):
+            published = [c for c in eq if c not in self.hidden]
+            cheapest.append(min(published, key=self._cost) if published else None)
+            follows.append({via[c] for c in eq if c in self.hidden and c in via} - {i})
+        return cheapest, follows
+
+    def _candidate(self, k, via: dict, reach: tuple, chosen_in: set):
+        """The published cell to withhold so that `k` is no longer pinned, or None when none is needed or left.
+
+        The candidates are the published cells of the equation that last narrowed `k` and, up to
+        CANDIDATE_DEPTH equations back, of the equations that last narrowed that equation's withheld cells. When
+        one of them was already chosen this round (`chosen_in`: the equations holding a chosen cell), nothing
+        more is needed. Else the cheapest (`_cost`) is returned.
+
+        The walk is breadth-first over equations, each visited once: the same candidates as following every
+        path from `k`, without the paths' number, which multiplies at every step when long equations (a column
+        of hundreds of small provider counts) share their withheld cells.
+        """
+        cheapest, follows = reach
+        start = via.get(k)
+        if start is None:
+            return None
+        best = None
+        seen = {start}
+        frontier = [start]
+        for depth in range(self.CANDIDATE_DEPTH + 1):
+            following = []
+            for i in frontier:
+                if i in chosen_in:
+                    return None  # a cell withheld for an earlier leak of this round may already protect it
+                c = cheapest[i]
+                if c is not None and (best is None or self._cost(c) < self._cost(best)):
+                    best = c
+                if depth < self.CANDIDATE_DEPTH:
+                    for j in follows[i]:
+                        if j not in seen:
+                            seen.add(j)
+                            following.append(j)
+            frontier = following
+        return best
 
     def solve(self) -> Protection:
         of = self._index()
@@ -317,13 +348,14 @@ class Protection:
                            key=repr)
             if not leaks:
                 break
-            chosen = set()
+            reach = self._reach(via)
+            chosen: set = set()
+            chosen_in: set = set()
             for k in leaks:
-                candidates = self._candidates(k, via, bounds)
-                if any(c in chosen for c in candidates):
-                    continue  # a cell withheld for an earlier leak of this round may already protect it
-                if candidates:
-                    chosen.add(min(candidates, key=self._cost))
+                c = self._candidate(k, via, reach, chosen_in)
+                if c is not None:
+                    chosen.add(c)
+                    chosen_in.update(of.get(c, ()))
             if not chosen:  # the labels alone pin the cell (nothing published left to withhold): give up
                 break
             self.hidden |= chosen
