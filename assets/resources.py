@@ -90,6 +90,8 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, read_only: bool = False):
         import duckdb  # deferred: keeps `dagster dev` code loading fast
 
+        from assets.sql import literal, path_literal
+
         if not read_only:
             self.root.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(self.database_path), read_only=read_only)
@@ -97,11 +99,11 @@ class WarehouseResource(dg.ConfigurableResource):
             without_progress_bar(con)
             limit = self.memory_limit or default_memory_limit()
             if limit:
-                con.execute(f"SET memory_limit = '{limit}'")
+                con.execute(f"SET memory_limit = {literal(limit)}")
             if self.threads:
                 con.execute(f"SET threads = {int(self.threads)}")
             spill = self.root / ".duckdb_tmp"
-            con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+            con.execute(f"SET temp_directory = {path_literal(spill)}")
             yield con
         finally:
             con.close()

@@ -19,9 +19,11 @@ def open_scratch(warehouse: Path):
     from assets.ingest.linking import build_scan_links
 
     from assets.resources import without_progress_bar
+    from assets.sql import path_literal
 
     con = without_progress_bar(duckdb.connect())
-    con.execute(f"ATTACH '{Path(warehouse).as_posix()}' AS wh (READ_ONLY)")
+    # ATTACH takes no bound parameter: the path goes in as a quoted literal (a folder may be named O'Brien).
+    con.execute(f"ATTACH {path_literal(Path(warehouse))} AS wh (READ_ONLY)")
     for table in NEEDED:
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.{table}")
     con.execute("DETACH wh")

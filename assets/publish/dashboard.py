@@ -19,6 +19,7 @@ from pathlib import Path
 
 from assets.html import CSS, num, table
 from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show, suppress_row
+from assets.sql import literal
 
 CATEGORIES = ["indicated", "potentially_unnecessary", "insufficient_information"]
 PAGES = [("index.html", "Overview"), ("trends.html", "Trends and variation"),
@@ -121,7 +122,7 @@ def gather(con) -> dict:
                {cats}
         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
         GROUP BY 1 ORDER BY 1""".format(cats=", ".join(
-        f"count(*) FILTER (WHERE category = '{c}')" for c in CATEGORIES)))
+        f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES)))
     return {
         "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
         "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
@@ -314,7 +315,7 @@ def render_rule_sets(con, subtitle: str) -> str:
 
     parts = []
     per_set = _q(con, f"""SELECT rule_set, rule_set_version,
-                          {', '.join(f"count(*) FILTER (WHERE category = '{c}')" for c in CATEGORIES + ['out_of_scope'])}
+                          {', '.join(f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES + ['out_of_scope'])}
                           FROM mri_classification GROUP BY 1, 2 ORDER BY rule_set <> 'standard', rule_set""")
     rows = [(rs, v, *[show(x) if x is None else x for x in suppress_row(list(c))]) for rs, v, *c in per_set]
     parts.append(_section("Verdicts per rule set", table(

@@ -19,9 +19,7 @@ published total, complement or difference would let a reader work a suppressed c
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +27,8 @@ from itertools import combinations
 from pathlib import Path
 
 from assets.html import page, table
-from assets.publish.files import copy_query_to_csv, write_text_atomic
+from assets.publish.files import copy_query_to_csv, csv_text, write_text_atomic
+from assets.sql import literal
 from assets.publish.statistics import SMALL_CELL_MAX, SUPPRESSED, funnel_position, is_small, rate, show
 
 # --- definitions -------------------------------------------------------------------------------------------
@@ -442,10 +441,6 @@ class Protection:
 
 # --- SQL ---------------------------------------------------------------------------------------------------
 
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def per_scan_ctes(rule_sets: list[str]) -> str:
     """CTEs ending in `per_scan`: one row per spine MRI with its categories and first downstream events.
 
@@ -458,19 +453,19 @@ def per_scan_ctes(rule_sets: list[str]) -> str:
 
     max_window = max(WINDOWS)
     cats = ", ".join(
-        f"max(category) FILTER (WHERE rule_set = {_q(rs)}) AS cat_{i}" for i, rs in enumerate(rule_sets)
+        f"max(category) FILTER (WHERE rule_set = {literal(rs)}) AS cat_{i}" for i, rs in enumerate(rule_sets)
     )
     cat_cols = ", ".join(f"c.cat_{i}" for i in range(len(rule_sets)))
-    concepts = ", ".join(_q(iv.concept) for iv in INTERVENTIONS)
+    concepts = ", ".join(literal(iv.concept) for iv in INTERVENTIONS)
     firsts = ",\n               ".join(
-        f"min(e.event_date - s.scan_date) FILTER (WHERE e.concept = {_q(iv.concept)} "
+        f"min(e.event_date - s.scan_date) FILTER (WHERE e.concept = {literal(iv.concept)} "
         f"AND e.event_date > s.scan_date) AS first_{iv.key}"
         for iv in INTERVENTIONS
     )
     first_cols = ", ".join(
         f"h.first_{iv.key}" for iv in INTERVENTIONS if iv.key != "opioid_start"
     )
-    in_scope = ", ".join(_q(c) for c in CATEGORIES)
+    in_scope = ", ".join(literal(c) for c in CATEGORIES)
     return f"""
     WITH cls AS (
         SELECT scan_id, {cats} FROM mri_classification GROUP BY scan_id
@@ -536,7 +531,7 @@ def aggregate_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
     cols = ["count(*) AS scans", "min(scan_date) AS first_scan", "max(scan_date) AS last_scan",
             "any_value(data_end) AS data_end", "histogram(referring_specialty) AS specialties"]
     for i in range(len(rule_sets)):
-        cols += [f"count(*) FILTER (WHERE cat_{i} = {_q(c)}) AS r{i}_{c}" for c in CATEGORIES]
+        cols += [f"count(*) FILTER (WHERE cat_{i} = {literal(c)}) AS r{i}_{c}" for c in CATEGORIES]
     for w in WINDOWS:
         cols.append(f"count(*) FILTER (WHERE follow_up_days >= {w}) AS den_{w}")
         cols += [
@@ -555,8 +550,8 @@ def aggregate_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
         (per_scan_ctes(rule_sets) if with_ctes else "")
         + f"""
     SELECT {grouping}, {', '.join(dims)}, {', '.join(cols)}
-    FROM (SELECT *, coalesce(referring_provider_id, {_q(UNKNOWN)}) AS provider_key,
-                    coalesce(facility_id, {_q(UNKNOWN)}) AS facility_key
+    FROM (SELECT *, coalesce(referring_provider_id, {literal(UNKNOWN)}) AS provider_key,
+                    coalesce(facility_id, {literal(UNKNOWN)}) AS facility_key
           FROM per_scan)
     GROUP BY GROUPING SETS ({sets})
     """
@@ -578,7 +573,7 @@ def cases_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
             f"CASE WHEN {col} IS NOT NULL THEN true WHEN p.follow_up_days >= {max_window} THEN false END "
             f"AS {iv.key}_within_{max_window}d"
         )
-        summary.append(f"CASE WHEN {col} IS NOT NULL THEN '{iv.key.replace('_', ' ')} day ' || {col} END")
+        summary.append(f"CASE WHEN {col} IS NOT NULL THEN {literal(iv.key.replace('_', ' ') + ' day ')} || {col} END")
     any_col = " OR ".join(f"p.first_{iv.key} IS NOT NULL" for iv in INTERVENTIONS)
     return (
         (per_scan_ctes(rule_sets) if with_ctes else "")
@@ -592,7 +587,7 @@ def cases_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
                AS any_downstream_within_{max_window}d,
            concat_ws('; ', {', '.join(summary)}) AS first_downstream_events
     FROM per_scan p
-    JOIN mri_classification m ON m.scan_id = p.scan_id AND m.rule_set = {_q(rule_sets[0])}
+    JOIN mri_classification m ON m.scan_id = p.scan_id AND m.rule_set = {literal(rule_sets[0])}
     WHERE p.cat_0 = 'potentially_unnecessary'
     ORDER BY p.facility_id NULLS LAST, p.referring_provider_id NULLS LAST, p.scan_date, p.scan_id
     """
@@ -660,7 +655,7 @@ def gather(con) -> dict:
                   string_agg(DISTINCT match, ', ' ORDER BY match)
            FROM value_set_codes GROUP BY concept ORDER BY concept"""
     )
-    downstream_concepts = ", ".join(_q(iv.concept) for iv in INTERVENTIONS)
+    downstream_concepts = ", ".join(literal(iv.concept) for iv in INTERVENTIONS)
     figures["downstream_codes"] = q(
         f"""SELECT concept, code_system, code, match, description FROM value_set_codes
             WHERE concept IN ({downstream_concepts}) ORDER BY concept, code_system, code"""
@@ -1298,14 +1293,6 @@ def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
 
 # --- CSV files ---------------------------------------------------------------------------------------------
 
-def _csv_text(header: list[str], rows: list[list]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _pct_csv(x):
     return "" if x is None else round(100 * x, 1)
 
@@ -1324,7 +1311,7 @@ def downstream_csv(p: Protection, figures: dict) -> tuple[str, int]:
                     d = ("den", "all", w) if c == "all" else ("den", rs, c, w)
                     rows.append([rs, versions.get(rs, ""), "all_spine_mri" if c == "all" else c, iv.key,
                                  iv.concept, w, p.csv(scans_key), p.csv(d), p.csv(n), _pct_csv(p.rate(n, d))])
-    return _csv_text(header, rows), len(rows)
+    return csv_text(header, rows), len(rows)
 
 
 def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
@@ -1352,7 +1339,7 @@ def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
             row += [p.csv(key), _pct_csv(r)]
         row += [p.csv(it["fu"]), p.csv(it["inj"]), _pct_csv(it["inj_rate"]), it["funnel"] or ""]
         out.append(row)
-    return _csv_text(header, out), len(out)
+    return csv_text(header, out), len(out)
 
 
 # --- entry point -------------------------------------------------------------------------------------------
