@@ -4,6 +4,7 @@ The CLI selects it in the run config (`loggers: {progress: {}}`); `dagster dev` 
 """
 
 import logging
+import re
 import sys
 import time
 
@@ -58,11 +59,21 @@ class _ProgressHandler(logging.Handler):
                 self._write(f"    {label} {evaluation.check_name}{detail}")
 
 
+# "assets.ingest.readers.InputError: ...", "_duckdb.IOException: IO Error: ...": the class is for programmers.
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*_?[A-Z]\w*(?:Error|Exception|Failure)\w*: ")
+
+
 def _root_message(error) -> str:
-    """The innermost user error's first line: what went wrong, without Dagster's wrapping."""
+    """The innermost user error's first line: what went wrong, without Dagster's wrapping or the exception's
+    class name."""
     while error.cause is not None:
         error = error.cause
-    return (error.message or "").strip().splitlines()[0] if error.message else error.cls_name
+    if not error.message or not error.message.strip():
+        return error.cls_name
+    line = error.message.strip().splitlines()[0]
+    while _CLASS_PREFIX.match(line):
+        line = _CLASS_PREFIX.sub("", line, count=1)
+    return line or error.cls_name
 
 
 @dg.logger(description="Concise progress lines for the imaging-audit CLI.")

@@ -36,6 +36,9 @@ def _check_outcome(expect: dict, code: int, err: str, output_dir: Path) -> None:
     if expect["exit"] == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and expect["message"] in lines[0], err
+        import re
+
+        assert not re.match(r"imaging-audit: [\w.]*(Error|Exception)\b", lines[0]), lines[0]  # no class names
         assert not (output_dir / "warehouse.duckdb").exists()  # nothing half-written
         return
     con = duckdb.connect(str(output_dir / "warehouse.duckdb"), read_only=True)
