@@ -1232,9 +1232,9 @@ definitions, not counts of patients, and are not suppressed.</p>
                    for name, detail, url in SOURCES]
     sections.append(
         f"""<section id="sources"><h2>Sources</h2>{_raw_table(["source", "what it provides", "link"], source_rows)}
-<p class="note">Clinical detail, code lists and the evidence label behind each rule: the project's clinical
-reference (<code>reference/clinical-criteria.md</code>): §1.13 downstream codes, §8.2 overtreatment literature,
-§9 rule 13 downstream overtreatment flags.</p></section>"""
+<p class="note">Clinical detail behind each rule and code list: the sources above, the code lists with the
+source of every code in <code>guidelines/value_sets/</code>, every change with its source in
+<code>guidelines/CHANGELOG.md</code>, and how each figure is made in <code>docs/methodology.md</code>.</p></section>"""
     )
     subtitle = f"{_period(figures)} · published {_stamp(generated_at)}"
     return page("Spine MRI audit: methodology", subtitle, "\n".join(sections))
