@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from assets.settings import load_settings
 
@@ -70,6 +72,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     DuckDB allows one writing process at a time, so every asset that writes shares the `duckdb_writer` pool
     and opens the database only for the duration of its step.
+
+    Two ways to write (assets/publish/layout.py has the layout):
+
+    - `staged=True` (`imaging-audit run`): `output_dir` is a version folder the caller is building; the caller
+      holds the output's lock and publishes the whole folder in one step when the run has succeeded.
+    - `staged=False` (the nightly job): `output_dir` is the published output tree. Its current version is
+      written in place (the warehouse is incremental): every writing step holds the output's lock, and each
+      published part (exports, quality, dashboards, reports) is replaced in one atomic step of its own.
     """
 
     output_dir: str
@@ -77,36 +87,121 @@ class WarehouseResource(dg.ConfigurableResource):
     # the same process also holds the quality gate's pandas frames.
     memory_limit: str = ""
     threads: int = 0
+    staged: bool = False
+    _run_id: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run.run_id if context.run else None
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    @property
+    def output_root(self) -> Path:
+        return Path(self.output_dir)
 
     @property
     def root(self) -> Path:
-        return Path(self.output_dir)
+        """The folder holding the parts: the version being built, or (nightly) the current version, created on
+        first use (an older layout's outputs are moved into it)."""
+        from assets.publish import layout
+
+        if self.staged:
+            return self.output_root
+        current = layout.current_version(self.output_root)
+        if current is not None:
+            return current
+        with self.writing() as root:
+            return root
+
+    @property
+    def archive_root(self) -> Path | None:
+        """Where publishing steps keep their dated copies: None when staged (the caller archives after
+        publishing the whole run)."""
+        from assets.publish import layout
+
+        return None if self.staged else self.output_root / layout.ARCHIVE
 
     @property
     def database_path(self) -> Path:
         return self.root / WAREHOUSE_FILE
 
     @contextmanager
+    def writing(self):
+        """Hold the output's lock while writing (nightly; staged runs are covered by the caller's lock); yields
+        the folder holding the parts. The first hold of a step repairs the links and removes what a killed run
+        left behind."""
+        from assets.publish import layout
+
+        if self.staged:
+            yield self.output_root
+            return
+        out = self.output_root
+        with layout.locked(out) as outermost:
+            if outermost:
+                if layout.current_version(out) is None:
+                    import uuid
+
+                    layout.start_layout(out, self._run_id or str(uuid.uuid4()))
+                layout.recover(out)
+            yield layout.current_version(out)
+
+    @contextmanager
+    def publishing(self, part: str):
+        """Write the part `part` (a folder or file name under the root): yields its path; afterwards the
+        version's manifest records this run and the part's files."""
+        from assets.publish import layout
+
+        with self.writing() as root:
+            yield root / part
+            layout.record_part(root, part, self._run_id)
+
+    @contextmanager
     def connect(self, read_only: bool = False):
         import duckdb  # deferred: keeps `dagster dev` code loading fast
 
+        from assets.publish import layout
         from assets.sql import literal, path_literal
 
-        if not read_only:
-            self.root.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.database_path), read_only=read_only)
-        try:
-            without_progress_bar(con)
-            limit = self.memory_limit or default_memory_limit()
-            if limit:
-                con.execute(f"SET memory_limit = {literal(limit)}")
-            if self.threads:
-                con.execute(f"SET threads = {int(self.threads)}")
-            spill = self.root / ".duckdb_tmp"
-            con.execute(f"SET temp_directory = {path_literal(spill)}")
-            yield con
-        finally:
-            con.close()
+        with contextlib.ExitStack() as stack:
+            if read_only:
+                root = self.root
+            else:
+                root = stack.enter_context(self.writing())
+                root.mkdir(parents=True, exist_ok=True)
+            # The real file, never a link: DuckDB keeps its write-ahead log beside the path it opened.
+            con = duckdb.connect(str(layout.resolve(root / WAREHOUSE_FILE)), read_only=read_only)
+            try:
+                without_progress_bar(con)
+                limit = self.memory_limit or default_memory_limit()
+                if limit:
+                    con.execute(f"SET memory_limit = {literal(limit)}")
+                if self.threads:
+                    con.execute(f"SET threads = {int(self.threads)}")
+                con.execute(f"SET temp_directory = {path_literal(root / '.duckdb_tmp')}")
+                yield con
+                if not read_only:
+                    record_run(con, self._run_id)
+            finally:
+                con.close()
+            if not read_only:
+                layout.record_part(root, WAREHOUSE_FILE, self._run_id)
+
+
+RUN_INFO = "run_info"
+
+
+def record_run(con, run_id: str | None) -> None:
+    """`run_info`: the run that last wrote the warehouse (the same id as the version's manifest)."""
+    import datetime as dt
+
+    if run_id is None:
+        return
+    con.execute(
+        f"CREATE OR REPLACE TABLE {RUN_INFO} AS SELECT CAST(? AS VARCHAR) AS run_id, CAST(? AS TIMESTAMP) AS written_at",
+        [run_id, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)],
+    )
 
 
 def default_resources() -> dict:
@@ -129,10 +224,16 @@ def default_warehouse_path() -> Path:
 
 
 def open_warehouse_read_only(path: Path | None = None):
-    """A read-only DuckDB connection to the warehouse (the nightly run can still write meanwhile)."""
+    """A read-only DuckDB connection to the warehouse (the nightly run can still write meanwhile).
+
+    `path` (default: the published `warehouse.duckdb`) is followed to the version it points to now, so the
+    connection keeps reading that version whole even when a newer run is published meanwhile.
+    """
     import duckdb
+
+    from assets.publish.layout import resolve
 
     path = Path(path) if path else default_warehouse_path()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run `make run` (or imaging-audit run) first")
-    return without_progress_bar(duckdb.connect(str(path), read_only=True))
+    return without_progress_bar(duckdb.connect(str(resolve(path)), read_only=True))

@@ -8,6 +8,7 @@
 | IMAGING_AUDIT_TIMEZONE | UTC | the hospital's time zone: partitions, schedule and "yesterday" follow it |
 | IMAGING_AUDIT_START_DATE | 2025-01-01 | first daily partition (set it to the go-live date); undated baseline files, and drops dated earlier, load into it |
 | IMAGING_AUDIT_SCHEDULE | 0 2 * * * | cron of the nightly run, in IMAGING_AUDIT_TIMEZONE |
+| IMAGING_AUDIT_ARCHIVE_DAYS | 90 | days of `archive/<date>/` kept; older days are removed when a run archives (0: keep all) |
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ class Settings:
     timezone: str
     start_date: str
     schedule_cron: str
+    archive_days: int = 90
+
+
+def _archive_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise ValueError(f"IMAGING_AUDIT_ARCHIVE_DAYS must be a whole number of days (0: keep all), not {text!r}")
+    if days < 0:
+        raise ValueError(f"IMAGING_AUDIT_ARCHIVE_DAYS must be 0 or more, not {days}")
+    return days
 
 
 def load_settings() -> Settings:
@@ -36,4 +48,5 @@ def load_settings() -> Settings:
         timezone=os.environ.get("IMAGING_AUDIT_TIMEZONE", "UTC"),
         start_date=os.environ.get("IMAGING_AUDIT_START_DATE", "2025-01-01"),
         schedule_cron=os.environ.get("IMAGING_AUDIT_SCHEDULE", "0 2 * * *"),
+        archive_days=_archive_days(os.environ.get("IMAGING_AUDIT_ARCHIVE_DAYS", "90").strip() or "90"),
     )

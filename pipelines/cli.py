@@ -4,11 +4,14 @@
     imaging-audit generate --scans N [--seed S] [--out DIR] [--format csv|parquet]
 
 `run` executes the same Dagster job the nightly schedule runs, in this process, over every daily partition the
-input holds. It builds the new outputs in a staging folder beside the old ones and swaps them in only when the
-whole run has succeeded, so a failed run leaves the last good outputs untouched.
+input holds. It builds a complete new version of the outputs in `<output>/.versions/<run id>/` and publishes it
+only when the whole run has succeeded, in one atomic step (the `.current` link is replaced; see
+assets/publish/layout.py), so a failed or killed run leaves the last good outputs untouched. One run writes an
+output at a time (`<output>/.lock`).
 
-Exit codes: 0 the run completed (rows may have been quarantined); 2 the input cannot be processed (one line on
-stderr names the file and the problem); 1 the run failed for another reason.
+Exit codes: 0 the run completed (rows may have been quarantined); 2 the input cannot be processed, or the output
+folder cannot be written (one line on stderr names the file and the problem); 1 the run failed for another
+reason, was interrupted, or another run is writing the same output.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -26,6 +30,13 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 class RunFailed(Exception):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or Ctrl-C: the run stops; what was published stays as it was."""
+
+
+PUBLISHED = "published"  # an interruption after the new outputs were switched in
 
 
 def _fail(message: str, code: int) -> int:
@@ -46,21 +57,6 @@ def _partition_range(files) -> tuple[str, str]:
     return keys[0], keys[-1]
 
 
-def _swap_into_place(staging: Path, output: Path) -> None:
-    """Move each staged entry over its published counterpart; the old ones go only after all are in place."""
-    previous = output / f".previous-{uuid.uuid4().hex[:8]}"
-    previous.mkdir()
-    try:
-        for entry in sorted(staging.iterdir()):
-            target = output / entry.name
-            if target.exists():
-                target.rename(previous / entry.name)
-            entry.rename(target)
-    finally:
-        shutil.rmtree(previous, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def run_audit(
     input_dir: Path,
     output_dir: Path,
@@ -70,15 +66,17 @@ def run_audit(
 ) -> dict:
     """Run the nightly job over everything in `input_dir`, publishing into `output_dir` atomically.
 
-    Raises InputError for input that cannot be processed, RunFailed when a step fails.
+    Raises InputError for input that cannot be processed, RunFailed when a step fails, OutputBusy when another
+    run holds the output's lock, OutputUnwritable when the output folder cannot be written.
     """
-    import dagster as dg
-
     from assets.classify.rule_sets import load_rule_sets
     from assets.ingest.readers import InputError, detect_format, preflight
-    from pipelines.definitions import defs
-    from pipelines.jobs import NIGHTLY_JOB_NAME
+    from assets.settings import load_settings
 
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     fmt = detect_format(input_dir, input_format)
     files = preflight(input_dir, fmt)
     from assets.classify.engine import validate_rule_set
@@ -98,41 +96,75 @@ def run_audit(
 
         first = last = BASELINE_PARTITION  # a converted extract is one baseline load
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = output_dir / f".staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
     say = (lambda *_: None) if quiet else print
-    say(
-        f"imaging-audit: {len(files) or 'a'} {fmt} {'file(s)' if files else 'extract'} from {input_dir} "
-        f"(partitions {first}{'' if first == last else ' .. ' + last}); "
-        f"rule sets: {', '.join(r.name + ' ' + r.version for r in selected)}"
-    )
-    started = time.perf_counter()
-    try:
-        job = defs.resolve_job_def(NIGHTLY_JOB_NAME)
-        run_config = {
-            "resources": {
-                "landing": {"config": {"input_dir": str(input_dir), "input_format": fmt}},
-                "warehouse": {"config": {"output_dir": str(staging)}},
-            },
-            "ops": {"mri_classification": {"config": {"rule_sets": [r.name for r in selected]}}},
-            "loggers": {"progress": {}} if not quiet else {"console": {"config": {"log_level": "CRITICAL"}}},
-        }
-        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        # A persistent instance when the operator has one (DAGSTER_HOME), so CLI runs show in the UI's history.
-        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-        result = job.execute_in_process(run_config=run_config, tags=tags, instance=instance, raise_on_error=False)
-        if not result.success:
-            raise RunFailed(_first_failure(result))
-        for scratch in (".duckdb_tmp", ".converted"):
-            shutil.rmtree(staging / scratch, ignore_errors=True)
-        _swap_into_place(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    from assets.publish import layout
+
+    with layout.locked(output_dir):
+        try:
+            layout.recover(output_dir)  # links repaired, what a killed run left removed
+            run_id = str(uuid.uuid4())
+            version = layout.new_version(output_dir, run_id)
+        except OSError as exc:
+            raise layout.OutputUnwritable(output_dir, exc) from None
+        say(
+            f"imaging-audit: {len(files) or 'a'} {fmt} {'file(s)' if files else 'extract'} from {input_dir} "
+            f"(partitions {first}{'' if first == last else ' .. ' + last}); "
+            f"rule sets: {', '.join(r.name + ' ' + r.version for r in selected)}"
+        )
+        started = time.perf_counter()
+        try:
+            _execute(version, run_id, input_dir, fmt, selected, first, last, quiet)
+            for scratch in (".duckdb_tmp", ".converted"):
+                shutil.rmtree(version / scratch, ignore_errors=True)
+            layout.checkpoint("built")
+            try:
+                layout.publish_version(output_dir, version, stamp=_today(settings.timezone),
+                                       keep_days=settings.archive_days)
+            except OSError as exc:
+                raise layout.OutputUnwritable(output_dir, exc) from None
+        except BaseException as exc:
+            if layout.current_version(output_dir) != version.resolve():
+                shutil.rmtree(version, ignore_errors=True)  # never published: nothing of it stays
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(PUBLISHED) from None
+            raise
     seconds = time.perf_counter() - started
     say(f"imaging-audit: done in {seconds:.1f} s; outputs in {output_dir}")
-    return {"seconds": seconds, "partitions": (first, last), "files": len(files)}
+    return {"seconds": seconds, "partitions": (first, last), "files": len(files), "run_id": run_id}
+
+
+def _today(timezone: str) -> str:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(timezone)).date().isoformat()
+
+
+def _execute(version: Path, run_id: str, input_dir: Path, fmt: str, selected, first: str, last: str,
+             quiet: bool) -> None:
+    """The nightly job over partitions first..last, writing into the version folder `version`."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.jobs import NIGHTLY_JOB_NAME
+
+    job = defs.resolve_job_def(NIGHTLY_JOB_NAME)
+    run_config = {
+        "resources": {
+            "landing": {"config": {"input_dir": str(input_dir), "input_format": fmt}},
+            "warehouse": {"config": {"output_dir": str(version), "staged": True}},
+        },
+        "ops": {"mri_classification": {"config": {"rule_sets": [r.name for r in selected]}}},
+        "loggers": {"progress": {}} if not quiet else {"console": {"config": {"log_level": "CRITICAL"}}},
+    }
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    # A persistent instance when the operator has one (DAGSTER_HOME), so CLI runs show in the UI's history.
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(run_config=run_config, tags=tags, instance=instance, raise_on_error=False,
+                                    run_id=run_id)
+    if not result.success:
+        raise RunFailed(_first_failure(result))
 
 
 def _first_failure(result) -> str:
@@ -147,21 +179,40 @@ def _first_failure(result) -> str:
                 root = root.cause
             if root.cls_name == InputError.__name__:
                 raise InputError(_root_message(error))
+            if root.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt", Interrupted.__name__):
+                raise Interrupted()
             return f"step {event.step_key} failed: {_root_message(error)}"
     return "the run failed"
 
 
+def _terminate(signum, frame):
+    raise Interrupted()
+
+
 def _cmd_run(args) -> int:
     from assets.ingest.readers import InputError
+    from assets.publish.layout import OutputBusy, OutputUnwritable
 
+    output = Path(args.output).resolve()
+    # SIGTERM (a service manager stopping the run) ends it like Ctrl-C: cleanly, with one line.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        run_audit(Path(args.input).resolve(), Path(args.output).resolve(), args.input_format, args.rule_set)
+        run_audit(Path(args.input).resolve(), output, args.input_format, args.rule_set)
     except InputError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
+    except OutputUnwritable as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    except OutputBusy as exc:
+        return _fail(str(exc), EXIT_FAILED)
     except RunFailed as exc:
         return _fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if str(exc) == PUBLISHED:
+            return _fail("interrupted after the new outputs were published; the next run finishes archiving and "
+                         "clearing up", EXIT_FAILED)
         return _fail("interrupted; previous outputs left in place", EXIT_FAILED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_OK
 
 

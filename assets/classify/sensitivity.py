@@ -18,12 +18,13 @@ def open_scratch(warehouse: Path):
 
     from assets.ingest.linking import build_scan_links
 
+    from assets.publish.layout import resolve
     from assets.resources import without_progress_bar
     from assets.sql import path_literal
 
     con = without_progress_bar(duckdb.connect())
     # ATTACH takes no bound parameter: the path goes in as a quoted literal (a folder may be named O'Brien).
-    con.execute(f"ATTACH {path_literal(Path(warehouse))} AS wh (READ_ONLY)")
+    con.execute(f"ATTACH {path_literal(resolve(Path(warehouse)))} AS wh (READ_ONLY)")
     for table in NEEDED:
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.{table}")
     con.execute("DETACH wh")

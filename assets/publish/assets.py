@@ -17,11 +17,10 @@ def classification_export(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """`exports/mri_classification.csv`: the same rows as the warehouse table, for spreadsheets."""
     from assets.publish.files import copy_query_to_csv
 
-    with warehouse.connect(read_only=True) as con:
+    with warehouse.publishing("exports") as exports, warehouse.connect(read_only=True) as con:
+        # One file, renamed into place whole: the part switches in one step.
         rows = copy_query_to_csv(
-            con,
-            "SELECT * FROM mri_classification ORDER BY scan_id, rule_set",
-            warehouse.root / "exports" / "mri_classification.csv",
+            con, "SELECT * FROM mri_classification ORDER BY scan_id, rule_set", exports / "mri_classification.csv",
         )
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows)})
 
@@ -36,15 +35,19 @@ def _stamp() -> str:
 
 
 def _publish(warehouse: WarehouseResource, folder: str, build):
-    """Build `folder` aside from a read-only warehouse, swap it in, keep today's copy; returns (result, seconds)."""
+    """Build `folder` aside from a read-only warehouse, swap it in, keep today's copy; returns (result, seconds).
+
+    Staged runs (imaging-audit run) archive after publishing the whole run instead.
+    """
     import time
 
     from assets.publish.files import publish_directory
+    from assets.settings import load_settings
 
     started = time.perf_counter()
-    with warehouse.connect(read_only=True) as con:
-        result = publish_directory(warehouse.root / folder, lambda out: build(con, out),
-                                   archive_root=warehouse.root / "archive", stamp=_stamp())
+    with warehouse.publishing(folder) as target, warehouse.connect(read_only=True) as con:
+        result = publish_directory(target, lambda out: build(con, out), archive_root=warehouse.archive_root,
+                                   stamp=_stamp(), keep_days=load_settings().archive_days)
     return result, round(time.perf_counter() - started, 2)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -109,34 +110,27 @@ def write_csv_rows(path: Path, header: list[str], rows) -> int:
     return len(rows)
 
 
-# --- folders ---------------------------------------------------------------------------------------------
+# --- folders -----------------------------------------------------------------------------------------------
 
-def publish_directory(target: Path, build, archive_root: Path | None = None, stamp: str | None = None):
-    """Build a folder aside, then swap it in for `target`, so readers never see a half-written set of pages.
+def publish_directory(target: Path, build, archive_root: Path | None = None, stamp: str | None = None,
+                      keep_days: int = 0):
+    """Build a folder aside, then swap it in for `target` in one step, so readers never see a half-written set.
 
-    `build(folder)` writes the new pages into a fresh folder beside `target`. With `archive_root`, a copy is kept
-    as `archive_root/<stamp>/<target name>` (one per day: a re-run the same day replaces it).
+    `build(folder)` writes the new pages into a fresh folder beside `target`; a failure leaves `target` as it
+    was. With `archive_root`, a copy is then kept as `archive_root/<stamp>/<target name>` (one per day: a re-run
+    the same day replaces that day's copy only), and days more than `keep_days` old are removed (0: none).
     """
-    import shutil
-    import uuid
+    from assets.publish import layout
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fresh = target.with_name(f".{target.name}.new-{uuid.uuid4().hex[:8]}")
-    fresh.mkdir()
+    fresh = layout.new_folder_beside(target)
     try:
         result = build(fresh)
-        for path in fresh.rglob("*"):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if archive_root is not None and stamp:
-            archived = archive_root / stamp / target.name
-            shutil.rmtree(archived, ignore_errors=True)
-            shutil.copytree(fresh, archived)
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        if target.exists():
-            target.rename(old)
-        fresh.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-        return result
+        layout.chmod_tree(fresh)
+        layout.checkpoint(f"built {target.name}")
+        layout.replace_dir(target, fresh)
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
+    if archive_root is not None and stamp:
+        layout.archive(archive_root, stamp, {target.name: target}, keep_days, today=stamp)
+    return result

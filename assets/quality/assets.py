@@ -21,38 +21,46 @@ def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """`quality/quarantine.csv` (source file, source row, table, reason: every row kept out of the warehouse),
     `quality/reconciliation.csv` (per file: rows in = rows loaded + rows quarantined) and
     `quality/privacy_findings.csv` (identifier-like values masked or quarantined, counts only)."""
+    import shutil
+
     from assets.ingest.readers import ensure_tables
-    from assets.publish.files import copy_query_to_csv
+    from assets.publish.files import copy_query_to_csv, publish_directory, write_text_atomic
+    from assets.quality.report import render_quality_page
 
-    quality_dir = warehouse.root / "quality"
-    with warehouse.connect() as con:
+    with warehouse.publishing("quality") as quality_dir, warehouse.connect() as con:
         ensure_tables(con)
-        quarantined = copy_query_to_csv(
-            con,
-            "SELECT source_file, source_row, table_name AS \"table\", reason, stage, load_partition, record_key, "
-            "column_name, value FROM quarantine ORDER BY table_name, source_file, source_row",
-            quality_dir / "quarantine.csv",
-        )
-        copy_query_to_csv(
-            con,
-            "SELECT source_file, table_name AS \"table\", load_partition, rows_in, rows_loaded, rows_quarantined, "
-            "coalesce(rows_repeated, 0) AS rows_repeated, repeats_file, "
-            "rows_in = rows_loaded + rows_quarantined + coalesce(rows_repeated, 0) AS reconciled, "
-            "array_to_string(dropped_columns, ';') AS dropped_columns FROM ingest_files "
-            "UNION ALL SELECT source_file, NULL, load_partition, NULL, NULL, NULL, NULL, NULL, false, "
-            "'not read: ' || reason FROM ignored_files ORDER BY 2 NULLS LAST, 1",
-            quality_dir / "reconciliation.csv",
-        )
-        copy_query_to_csv(
-            con,
-            "SELECT source_file, table_name AS \"table\", column_name, kind, action, sum(rows) AS rows "
-            "FROM privacy_findings GROUP BY ALL ORDER BY ALL",
-            quality_dir / "privacy_findings.csv",
-        )
-        from assets.publish.files import write_text_atomic
-        from assets.quality.report import render_quality_page
 
-        write_text_atomic(quality_dir / "index.html", render_quality_page(con))
+        def build(folder):
+            quarantined = copy_query_to_csv(
+                con,
+                "SELECT source_file, source_row, table_name AS \"table\", reason, stage, load_partition, record_key, "
+                "column_name, value FROM quarantine ORDER BY table_name, source_file, source_row",
+                folder / "quarantine.csv",
+            )
+            copy_query_to_csv(
+                con,
+                "SELECT source_file, table_name AS \"table\", load_partition, rows_in, rows_loaded, rows_quarantined, "
+                "coalesce(rows_repeated, 0) AS rows_repeated, repeats_file, "
+                "rows_in = rows_loaded + rows_quarantined + coalesce(rows_repeated, 0) AS reconciled, "
+                "array_to_string(dropped_columns, ';') AS dropped_columns FROM ingest_files "
+                "UNION ALL SELECT source_file, NULL, load_partition, NULL, NULL, NULL, NULL, NULL, false, "
+                "'not read: ' || reason FROM ignored_files ORDER BY 2 NULLS LAST, 1",
+                folder / "reconciliation.csv",
+            )
+            copy_query_to_csv(
+                con,
+                "SELECT source_file, table_name AS \"table\", column_name, kind, action, sum(rows) AS rows "
+                "FROM privacy_findings GROUP BY ALL ORDER BY ALL",
+                folder / "privacy_findings.csv",
+            )
+            write_text_atomic(folder / "index.html", render_quality_page(con))
+            # The Data Docs the quality gate published just before this step stay with the part.
+            if (quality_dir / "data_docs").is_dir():
+                shutil.copytree(quality_dir / "data_docs", folder / "data_docs")
+            return quarantined
+
+        # The whole of quality/ is replaced in one step: its files always come from one run.
+        quarantined = publish_directory(quality_dir, build)
         unreconciled = con.execute(
             "SELECT count(*) FROM ingest_files WHERE rows_in <> rows_loaded + rows_quarantined + coalesce(rows_repeated, 0)"
         ).fetchone()[0]
@@ -161,8 +169,12 @@ def data_quality_suites(context: dg.AssetCheckExecutionContext, warehouse: Wareh
     bounds = _run_partition_range(context) or ("0000-00-00", "9999-99-99")
     run_date = dt.datetime.now(ZoneInfo(load_settings().timezone)).date().isoformat()
     started = time.perf_counter()
-    with warehouse.connect() as con:
-        outcomes = run_suites(con, bounds[0], bounds[1], run_date, warehouse.root / "quality" / "data_docs")
+    from assets.publish.files import publish_directory
+
+    with warehouse.publishing("quality") as quality_dir, warehouse.connect() as con:
+        # Data Docs are built in a fresh folder and swapped in whole for quality/data_docs.
+        outcomes = publish_directory(quality_dir / "data_docs",
+                                     lambda docs: run_suites(con, bounds[0], bounds[1], run_date, docs))
         outcomes += _volume_outcomes(con, bounds[1] if bounds[1] != "9999-99-99" else "0000-00-00")
         con.execute(
             """CREATE TABLE IF NOT EXISTS quality_check_results (
