@@ -157,7 +157,7 @@ QUOTED = st.text(alphabet=st.sampled_from(list("ab ,\"'=+-@;\t\n\ré\u2028")), m
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(separator=st.sampled_from(["_", "-", ".", " "]), suffix=NAME_TEXT, trailing=st.sampled_from(["", " "]),
        ending=st.sampled_from(["\n", "\r\n", "\r"]),
-       records=st.lists(st.tuples(QUOTED, QUOTED), min_size=1, max_size=6))
+       records=st.lists(st.tuples(QUOTED, QUOTED, QUOTED, QUOTED), min_size=1, max_size=6))
 def test_fuzzed_names_line_endings_and_quoting_lose_no_record(separator, suffix, trailing, ending, records):
     import csv as csv_module
     import io
@@ -172,8 +172,8 @@ def test_fuzzed_names_line_endings_and_quoting_lose_no_record(separator, suffix,
     writer = csv_module.writer(buffer, lineterminator=ending,
                                quoting=csv_module.QUOTE_ALL if breaks else csv_module.QUOTE_MINIMAL)
     writer.writerow(TABLES["scans"].names)
-    for i, (facility, finding) in enumerate(records):
-        writer.writerow([f"S{i}", "P1", "2025-03-05", "72148", "", "M54.50", facility, finding, "30"])
+    for i, (first, facility, finding, last) in enumerate(records):  # fuzzed first, middle and last fields
+        writer.writerow([f"{first}S{i}", "P1", "2025-03-05", "72148", "", "M54.50", facility, finding, last])
     with tempfile.TemporaryDirectory() as folder:
         try:
             (Path(folder) / name).write_bytes(buffer.getvalue().encode("utf-8"))

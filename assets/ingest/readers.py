@@ -348,11 +348,18 @@ def count_nonblank_lines(path: Path) -> int:
     return count + (1 if _NONBLANK_LINE.search(pending) else 0)
 
 
-def _extra_lines_sql(text_sql: str) -> str:
-    """SQL: how many more non-blank lines than one a record's text occupies in its file."""
+def _extra_lines_sql(text_sql: str, raw: bool = False) -> str:
+    """SQL: how many more non-empty lines than one a record occupies in its file.
+
+    `raw`: the text is the record as the file has it (quotes and commas included), so every non-empty line but
+    one counts. Otherwise the text is the record's field values joined by a separator, without
+    their quotes: a piece after a line break counts unless it is empty, and the last piece always counts (the
+    field's closing quote stands on that line); an empty piece in between is a blank line inside quoted text."""
+    pieces = f"regexp_split_to_array({text_sql}, '\\r\\n|\\r|\\n')"
+    if raw:  # (the parser may hand back blank lines before the record: only non-empty lines count)
+        return f"greatest(len(list_filter({pieces}, lambda s: length(s) > 0)) - 1, 0)"
     return (
-        f"greatest(len(list_filter(regexp_split_to_array({text_sql}, '\\r\\n|\\r|\\n'), "
-        f"lambda s: length(s) > 0)) - 1, 0)"
+        f"(len({pieces}) - 1 - len(list_filter({pieces}[2:len({pieces}) - 1], lambda s: length(s) = 0)))"
     )
 
 
@@ -485,7 +492,7 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
             # swallowed the lines after its first: each of them is quarantined, not lost.
             (swallowed,), = con.execute(
                 f"""WITH spans AS (
-                       SELECT line, max({_extra_lines_sql('csv_line')}) AS extra
+                       SELECT line, max({_extra_lines_sql("rtrim(csv_line, chr(13) || chr(10))", raw=True)}) AS extra
                        FROM _rejects GROUP BY line HAVING extra > 0),
                    lines AS (SELECT line, line + unnest(range(1, extra + 1)) AS swallowed_line FROM spans)
                    SELECT count(*) FROM lines""",
@@ -493,7 +500,7 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
             con.execute(
                 f"""INSERT INTO quarantine (source_file, source_row, table_name, reason, stage, load_partition)
                    WITH spans AS (
-                       SELECT line, max({_extra_lines_sql('csv_line')}) AS extra
+                       SELECT line, max({_extra_lines_sql("rtrim(csv_line, chr(13) || chr(10))", raw=True)}) AS extra
                        FROM _rejects GROUP BY line HAVING extra > 0)
                    SELECT ?, line + unnest(range(1, extra + 1)), ?,
                           'inside the quoted field opened on row ' || line || ' and never closed (an unterminated quote)',
