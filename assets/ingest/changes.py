@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from assets.ingest.contract import TABLES
+from assets.sql import literal
 
 # Above this share of all patients (and this many) a full rebuild is cheaper than deleting and re-inserting
 # their rows; a small warehouse is cheap either way.
@@ -97,7 +98,7 @@ def pending_changes(con, consumer: str, signature: str, tables_present: bool, fo
         ranges = [(f, l) for t, f, l in changes if t == table]
         if ranges:
             # Literal bounds (not a join) so DuckDB can skip row groups by their min/max partition.
-            where = " OR ".join(f"_load_partition BETWEEN '{f}' AND '{l}'" for f, l in ranges)
+            where = " OR ".join(f"_load_partition BETWEEN {literal(f)} AND {literal(l)}" for f, l in ranges)
             selects.append(f"SELECT patient_id FROM {table} WHERE {where}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {CHANGED_PATIENTS} AS

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from assets.sql import literal
+
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 TABLES = ("referrals", "scans", "clinical_events")
 
@@ -96,12 +98,12 @@ def frame_sql(table: str, first: str, last: str, run_date: str) -> str:
     Referrals and scans are validated as currently in force (a record delivered again in a later partition
     replaces the earlier one), so uniqueness is checked on what downstream assets actually use.
     """
-    where = f"_load_partition BETWEEN '{first}' AND '{last}'"
+    where = f"_load_partition BETWEEN {literal(first)} AND {literal(last)}"
     if table == "referrals":
         return f"""WITH {_invalid_codes_cte('referrals', where)}
             SELECT r.referral_id, r.patient_id, r.referral_date, r.requested_procedure_code, r.patient_age,
                    r.patient_sex, r.referring_specialty, r.care_setting,
-                   CAST(r.referral_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   CAST(r.referral_date - CAST({literal(run_date)} AS DATE) AS INTEGER) AS days_in_future,
                    CAST(r.symptom_onset_date - r.referral_date AS INTEGER) AS onset_after_referral_days,
                    coalesce(b.n, 0) AS invalid_icd_codes
             FROM referrals_current r LEFT JOIN bad_codes b ON b._source_file = r._source_file AND b._source_row = r._source_row
@@ -109,7 +111,7 @@ def frame_sql(table: str, first: str, last: str, run_date: str) -> str:
     if table == "scans":
         return f"""WITH {_invalid_codes_cte('scans', where)}
             SELECT s.scan_id, s.patient_id, s.scan_date, s.procedure_code, s.findings_category, s.scan_minutes,
-                   CAST(s.scan_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   CAST(s.scan_date - CAST({literal(run_date)} AS DATE) AS INTEGER) AS days_in_future,
                    CASE WHEN s.referral_id IS NOT NULL THEN r.referral_id IS NOT NULL END AS named_referral_found,
                    CAST(s.scan_date - r.referral_date AS INTEGER) AS days_after_referral,
                    count(*) OVER (PARTITION BY s.patient_id, s.scan_date, s.procedure_code) AS same_study_rows,
@@ -121,7 +123,7 @@ def frame_sql(table: str, first: str, last: str, run_date: str) -> str:
     if table == "clinical_events":
         return f"""WITH known AS (SELECT DISTINCT patient_id FROM referrals UNION SELECT DISTINCT patient_id FROM scans)
             SELECT e.patient_id, e.event_date, e.event_type, e.code_system, e.code, e.days_supply,
-                   CAST(e.event_date - DATE '{run_date}' AS INTEGER) AS days_in_future,
+                   CAST(e.event_date - CAST({literal(run_date)} AS DATE) AS INTEGER) AS days_in_future,
                    k.patient_id IS NOT NULL AS patient_known,
                    CASE WHEN e.code_system = 'ICD10CM' THEN v.code IS NOT NULL END AS icd_code_valid
             FROM clinical_events e
