@@ -140,10 +140,7 @@ def read_header(con, f: InputFile) -> list[str]:
             if f.path.stat().st_size == 0:
                 raise InputError(f"{f.path}: the file is empty (expected a header row)")
             # Only the header line is decoded here; a bad byte further down quarantines just its row.
-            import gzip
-
-            opener = gzip.open if f.path.name.strip().lower().endswith(".gz") else open
-            with opener(f.path, "rb") as fh:
+            with _open_bytes(f.path) as fh:
                 first = fh.readline(1_000_000)
             text = first.decode("utf-8-sig")
             # the header ends at the first line break of any kind (CR, LF or CRLF)
@@ -327,16 +324,29 @@ def ensure_tables(con) -> None:
     )
 
 
+def _is_gzip(path: Path) -> bool:
+    return path.name.strip().lower().endswith(".gz")
+
+
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when it is gzip-compressed (`scans.csv.gz`)."""
+    import gzip
+
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+def _compression(path: Path) -> str:
+    """DuckDB's `compression=` for the file (named explicitly: a trailing space hides the extension)."""
+    return "'gzip'" if _is_gzip(path) else "'none'"
+
+
 _NONBLANK_LINE = re.compile(rb"[^\r\n]+")  # a line with anything on it is a record to the CSV parser
 
 
 def count_nonblank_lines(path: Path) -> int:
     """The file's non-blank lines (ended by CR, LF or CRLF), counted from the bytes, apart from any parser."""
-    import gzip
-
-    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
     count, pending = 0, b""
-    with opener(path, "rb") as fh:
+    with _open_bytes(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             data = pending + block
             cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
@@ -365,10 +375,7 @@ def _extra_lines_sql(text_sql: str, raw: bool = False) -> str:
 
 def _header_line_end(path: Path) -> bytes:
     """How the first line of a file ends: b"\\r\\n", b"\\n", b"\\r" or b"" (no line break in the first MB)."""
-    import gzip
-
-    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
+    with _open_bytes(path) as fh:
         head = fh.read(1 << 20)
     m = re.search(rb"\r\n|\r|\n", head)
     return m.group(0) if m else b""
@@ -377,11 +384,8 @@ def _header_line_end(path: Path) -> bytes:
 def _has_lone_carriage_return(path: Path) -> bool:
     """Whether a file ends some line with a bare carriage return (old Mac line ends, or a stray CR amid
     newline-ended lines): DuckDB's strict parser stops on those, so such files are read leniently."""
-    import gzip
-
-    opener = gzip.open if path.name.strip().lower().endswith(".gz") else open
     previous = b""
-    with opener(path, "rb") as fh:
+    with _open_bytes(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             chunk = previous + block
             # a CR that is not followed by LF (a CR at the very end of a block is judged with the next block)
@@ -401,7 +405,7 @@ def _stage_csv(con, f: InputFile, columns: list[str], select_cols: str) -> None:
     import duckdb
 
     declared = ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns)
-    compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
+    compression = _compression(f.path)
     new_line = ""
     strict = "true"
     if _has_lone_carriage_return(f.path):
@@ -670,7 +674,7 @@ def record_repeated_file(con, f: InputFile, partition: str, content_sha256: str,
     if f.fmt == "parquet":
         (rows,), = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(f.path))})").fetchall()
     else:
-        compression = "'gzip'" if f.path.name.strip().lower().endswith(".gz") else "'none'"
+        compression = _compression(f.path)
         (rows,), = con.execute(
             f"""SELECT count(*) FROM read_csv({_sql_str(str(f.path))}, header=true, all_varchar=true, delim=',',
                 quote='"', escape='"', strict_mode=false, ignore_errors=true, compression={compression})"""
