@@ -77,9 +77,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     - `staged=True` (`imaging-audit run`): `output_dir` is a version folder the caller is building; the caller
       holds the output's lock and publishes the whole folder in one step when the run has succeeded.
-    - `staged=False` (the nightly job): `output_dir` is the published output tree. Its current version is
-      written in place (the warehouse is incremental): every writing step holds the output's lock, and each
-      published part (exports, quality, dashboards, reports) is replaced in one atomic step of its own.
+    - `staged=False` (the nightly job): `output_dir` is the published output tree. A run of the whole job
+      builds `.versions/<run id>`, a copy of the current version made by its first writing step (the warehouse
+      is incremental), and its last step, `published_outputs`, switches the tree to it in one step (`release`).
+      A run of only some assets (from the UI) writes in place into the current version, each published part
+      replaced in one atomic step of its own. Every writing step holds the output's lock.
     """
 
     output_dir: str
@@ -89,9 +91,16 @@ class WarehouseResource(dg.ConfigurableResource):
     threads: int = 0
     staged: bool = False
     _run_id: str | None = PrivateAttr(default=None)
+    _parent_run_id: str | None = PrivateAttr(default=None)
+    _releases: bool = PrivateAttr(default=False)
+    _instance: object = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._run_id = context.run.run_id if context.run else None
+        run = context.run
+        self._run_id = run.run_id if run else None
+        self._parent_run_id = run.parent_run_id if run else None
+        self._releases = bool(run) and not self.staged and runs_release_step(run)
+        self._instance = context.instance
 
     @property
     def run_id(self) -> str | None:
@@ -109,6 +118,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
         if self.staged:
             return self.output_root
+        if self._releases and (self.output_root / layout.VERSIONS / self._run_id).is_dir():
+            return self.output_root / layout.VERSIONS / self._run_id
         current = layout.current_version(self.output_root)
         if current is not None:
             return current
@@ -117,11 +128,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def archive_root(self) -> Path | None:
-        """Where publishing steps keep their dated copies: None when staged (the caller archives after
-        publishing the whole run)."""
+        """Where publishing steps keep their dated copies: None when the run publishes as a whole (the CLI, or
+        the nightly job's `published_outputs`), which archives after switching."""
         from assets.publish import layout
 
-        return None if self.staged else self.output_root / layout.ARCHIVE
+        return None if self.staged or self._releases else self.output_root / layout.ARCHIVE
 
     @property
     def database_path(self) -> Path:
@@ -143,9 +154,29 @@ class WarehouseResource(dg.ConfigurableResource):
                 if layout.current_version(out) is None:
                     import uuid
 
-                    layout.start_layout(out, self._run_id or str(uuid.uuid4()))
-                layout.recover(out)
-            yield layout.current_version(out)
+                    layout.start_layout(out, str(uuid.uuid4()) if self._releases else self._run_id or str(uuid.uuid4()))
+                if self._releases:  # before the sweep: a re-execution takes over its parent's unpublished version
+                    layout.stage_copy(out, self._run_id, adopt=self._parent_run_id)
+                layout.recover(out, keep=frozenset({self._run_id} | runs_in_progress(self._instance, out)))
+            yield out / layout.VERSIONS / self._run_id if self._releases else layout.current_version(out)
+
+    def release(self, stamp: str, keep_days: int) -> bool:
+        """The nightly job's last step: switch the output tree to this run's version in one step, archive its
+        dashboards and reports, remove what is no longer current. False when this run does not publish as a
+        whole (the CLI publishes after the job; a partial run wrote in place)."""
+        from assets.publish import layout
+
+        if self.staged or not self._releases:
+            return False
+        out = self.output_root
+        with layout.locked(out):
+            version = out / layout.VERSIONS / self._run_id
+            if not version.is_dir():  # every nightly run writes (ingestion); its copy went with another run's sweep
+                current = layout.current_version(out)
+                raise layout.OutputsMoved(out, "(removed)", current.name if current else "none")
+            layout.publish_version(out, version, stamp=stamp, keep_days=keep_days,
+                                   keep=frozenset(runs_in_progress(self._instance, out) - {self._run_id}))
+        return True
 
     @contextmanager
     def publishing(self, part: str):
@@ -190,6 +221,38 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 RUN_INFO = "run_info"
+RELEASE_STEP = "published_outputs"  # the nightly job's last asset (assets/publish/assets.py)
+
+
+def runs_release_step(run) -> bool:
+    """Whether a Dagster run executes the step that publishes its outputs as a whole."""
+    if run.step_keys_to_execute is not None and RELEASE_STEP not in run.step_keys_to_execute:
+        return False
+    # A run of the whole job carries no (or an empty) asset selection.
+    return not run.asset_selection or dg.AssetKey(RELEASE_STEP) in run.asset_selection
+
+
+def runs_in_progress(instance, output_root: Path) -> set[str]:
+    """The version folders under `output_root` that belong to Dagster runs still in progress on `instance`
+    (kept by the sweep: another run is building them). Without an instance nothing is known to be running."""
+    from assets.publish import layout
+
+    versions = Path(output_root) / layout.VERSIONS
+    if instance is None or not versions.is_dir():
+        return set()
+    active = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
+    alive = set()
+    for entry in versions.iterdir():
+        if entry.name.startswith("."):
+            continue
+        try:
+            run = instance.get_run_by_id(entry.name)
+        except Exception:  # noqa: BLE001 - an unreadable run history must not stop the sweep's caller
+            continue
+        if run is not None and run.status in active:
+            alive.add(entry.name)
+    return alive
 
 
 def record_run(con, run_id: str | None) -> None:

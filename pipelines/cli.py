@@ -98,10 +98,12 @@ def run_audit(
 
     say = (lambda *_: None) if quiet else print
     from assets.publish import layout
+    from assets.resources import runs_in_progress
 
     with layout.locked(output_dir):
         try:
-            layout.recover(output_dir)  # links repaired, what a killed run left removed
+            # Links repaired, what a killed run left removed (not what a nightly run is still building).
+            layout.recover(output_dir, keep=frozenset(runs_in_progress(_instance(), output_dir)))
             run_id = str(uuid.uuid4())
             version = layout.new_version(output_dir, run_id)
         except OSError as exc:
@@ -159,12 +161,21 @@ def _execute(version: Path, run_id: str, input_dir: Path, fmt: str, selected, fi
         "loggers": {"progress": {}} if not quiet else {"console": {"config": {"log_level": "CRITICAL"}}},
     }
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    # A persistent instance when the operator has one (DAGSTER_HOME), so CLI runs show in the UI's history.
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = _instance() or dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(run_config=run_config, tags=tags, instance=instance, raise_on_error=False,
                                     run_id=run_id)
     if not result.success:
         raise RunFailed(_first_failure(result))
+
+
+def _instance():
+    """The operator's Dagster instance (DAGSTER_HOME), so CLI runs show in the UI's history and the CLI knows
+    which nightly runs are in progress; None without one."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
 
 
 def _first_failure(result) -> str:

@@ -445,8 +445,8 @@ def test_a_run_on_an_older_layout_moves_to_the_new_one(small, tmp_path):
     assert scratch(out) == []
 
 
-def test_the_nightly_job_writes_in_place_and_each_part_is_whole(tmp_path):
-    """The nightly path (run_partition, as the schedule runs it) makes the same layout, writes into the current
+def test_the_nightly_job_makes_the_same_layout_and_carries_an_older_warehouse(tmp_path):
+    """The nightly path (run_partition, as the schedule runs it) makes the same layout, publishes its run as one
     version, records its run per part, and takes an older layout's warehouse with it."""
     landing, out = tmp_path / "landing", tmp_path / "out"
     write_csv(landing / "referrals.csv", [referral()])

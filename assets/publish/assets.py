@@ -91,4 +91,25 @@ def overtreatment_reports(context: dg.AssetExecutionContext, warehouse: Warehous
     })
 
 
-publish_assets = [classification_export, utilization_dashboard, overtreatment_reports]
+@dg.asset(
+    group_name=GROUP, owners=OWNERS, pool=WRITER_POOL,
+    deps=[classification_export, utilization_dashboard, overtreatment_reports, quarantine_report],
+)
+def published_outputs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The last step of a nightly run: the output tree switches to everything this run built (warehouse,
+    exports, quality, dashboards, reports) in one atomic step, and the dashboards and reports get their dated
+    copy under `archive/`. Until this step readers see the previous run's outputs, whole; a run killed or failed
+    before it publishes nothing. (`imaging-audit run` publishes its own way, after the job.)"""
+    from assets.publish.layout import OutputsMoved
+    from assets.settings import load_settings
+
+    try:
+        released = warehouse.release(stamp=_stamp(), keep_days=load_settings().archive_days)
+    except OutputsMoved as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if released:
+        context.log.info(f"published run {warehouse.run_id} as the current outputs of {warehouse.output_root}")
+    return dg.MaterializeResult(metadata={"published": dg.MetadataValue.bool(released)})
+
+
+publish_assets = [classification_export, utilization_dashboard, overtreatment_reports, published_outputs]

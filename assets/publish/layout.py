@@ -17,9 +17,13 @@ made under a temporary name and renamed over the old one (`os.replace`). Readers
 they see the previous run's outputs or the new run's, never a mix. Versions that are not current, and scratch
 left by a killed run, are removed when the next writer takes the lock.
 
-The nightly Dagster job writes in place into the current version (its warehouse is incremental); there each
-published part is replaced atomically on its own (`replace_dir`, `os.replace` for files). See docs/operators.md,
-"Where outputs go".
+The nightly Dagster job (a whole run of `nightly_audit`) builds the same way, but starts from a copy: its
+warehouse is incremental, so its first writing step copies the current version to `.versions/<run id>`
+(`stage_copy`, made aside and renamed in whole), every step writes there, and its last step
+(`published_outputs`) flips `.current` like the CLI. The flip is refused when another run published meanwhile
+(the copy's `.based_on` names the version it came from), so no run's loaded rows are silently dropped. A run that
+materializes only some assets (from the UI) writes in place into the current version, each part replaced
+atomically on its own (`replace_dir`, `os.replace` for files). See docs/operators.md, "Where outputs go".
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ VERSIONS = ".versions"
 CURRENT = ".current"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
+BASED_ON = ".based_on"  # in a nightly run's version: the name of the version it was copied from
 ARCHIVE = "archive"
 ARCHIVED_PARTS = ("dashboards", "reports")
 
@@ -69,6 +74,15 @@ class OutputUnwritable(Exception):
             reason = "not a folder"
         super().__init__(f"cannot write to the output folder {root}: {reason}")
         self.root = root
+
+
+class OutputsMoved(Exception):
+    """Another run published while a nightly run was building from an older copy."""
+
+    def __init__(self, root: Path, base: str, current: str):
+        super().__init__(
+            f"not published: another run published {root} (version {current}) while this run was building on "
+            f"version {base}; the outputs that run published stay, run this one again")
 
 
 def checkpoint(name: str) -> None:
@@ -245,6 +259,32 @@ def new_version(root: Path, run_id: str) -> Path:
     return version
 
 
+def stage_copy(root: Path, run_id: str, adopt: str | None = None) -> Path:
+    """The version a nightly run builds into, `.versions/<run_id>`, made on the run's first write: a copy of
+    the current version (warehouse, parts, manifest), built aside and renamed in whole, so a kill while copying
+    leaves only scratch. A re-execution adopts the unpublished version of the run it re-executes (`adopt`), which
+    holds the steps that run finished. Call with the lock held."""
+    root = Path(root)
+    versions = root / VERSIONS
+    version = versions / run_id
+    if version.is_dir():
+        return version
+    current = current_version(root)
+    if adopt and (versions / adopt).is_dir() and (versions / adopt).resolve() != current:
+        os.rename(versions / adopt, version)
+        return version
+    fresh = versions / f".{run_id}.new-{uuid.uuid4().hex[:8]}"
+    if current is None:
+        fresh.mkdir(parents=True)
+    else:
+        shutil.copytree(current, fresh, symlinks=True, copy_function=shutil.copy2,
+                        ignore=lambda _, names: [n for n in names if n == ".duckdb_tmp" or _is_scratch(n)])
+    (fresh / BASED_ON).write_text(current.name if current is not None else "", encoding="utf-8")
+    checkpoint("copied")
+    os.rename(fresh, version)
+    return version
+
+
 def _flip(root: Path, version: Path) -> None:
     """Point `.current` at `version`: a new link under a temporary name, renamed over the old one."""
     root = Path(root)
@@ -304,13 +344,23 @@ def start_layout(root: Path, run_id: str) -> Path:
 
 
 def publish_version(root: Path, version: Path, *, stamp: str | None = None, keep_days: int = 0,
-                    today: str | None = None) -> None:
+                    today: str | None = None, keep: frozenset[str] = frozenset()) -> None:
     """Make the complete `version` the published outputs (one atomic rename), then archive and sweep.
 
-    Call with the lock held. Before the flip nothing a reader sees has changed; after it, everything has.
+    Call with the lock held. Before the flip nothing a reader sees has changed; after it, everything has. A
+    version copied by a nightly run (`stage_copy`) is published only if the version it was copied from is still
+    current (OutputsMoved otherwise).
     """
     root = Path(root)
     checkpoint("publishing")
+    if not version.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "the version to publish is missing", str(version))
+    if (version / BASED_ON).is_file():
+        base = (version / BASED_ON).read_text(encoding="utf-8")
+        current = current_version(root)
+        if current is not None and current.name != base:
+            raise OutputsMoved(root, base, current.name)
+        (version / BASED_ON).unlink()
     _flip(root, version)
     ensure_links(root)
     if stamp:
@@ -318,14 +368,15 @@ def publish_version(root: Path, version: Path, *, stamp: str | None = None, keep
                 {name: version / name for name in ARCHIVED_PARTS if (version / name).is_dir()},
                 keep_days, today or stamp)
         checkpoint("archived")
-    sweep(root)
+    sweep(root, keep)
     checkpoint("swept")
 
 
-def recover(root: Path) -> None:
-    """What a writer does first, with the lock held: repair the links, remove what killed runs left."""
+def recover(root: Path, keep: frozenset[str] = frozenset()) -> None:
+    """What a writer does first, with the lock held: repair the links, remove what killed runs left (except the
+    versions named in `keep`: runs still building)."""
     ensure_links(root)
-    sweep(root)
+    sweep(root, keep)
 
 
 def _is_scratch(name: str) -> bool:
@@ -350,8 +401,9 @@ def _sweep_folder(folder: Path) -> None:
                 _remove(entry)
 
 
-def sweep(root: Path) -> None:
-    """Remove versions that are not current and scratch left by killed runs. Call with the lock held."""
+def sweep(root: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Remove versions that are not current (or named in `keep`) and scratch left by killed runs. Call with the
+    lock held."""
     root = Path(root)
     current = current_version(root)
     for entry in list(root.iterdir()) if root.is_dir() else []:
@@ -360,7 +412,7 @@ def sweep(root: Path) -> None:
     versions = root / VERSIONS
     if versions.is_dir() and current is not None:  # without a pointer nothing is known to be garbage
         for entry in versions.iterdir():
-            if entry.resolve() != current:
+            if entry.resolve() != current and entry.name not in keep:
                 _remove(entry)
     if current is not None:
         _sweep_folder(current)
