@@ -10,7 +10,7 @@ assets/publish/layout.py), so a failed or killed run leaves the last good output
 output at a time (`<output>/.lock`).
 
 Exit codes: 0 the run completed (rows may have been quarantined); 2 the input cannot be processed, or the output
-folder cannot be written (one line on stderr names the file and the problem); 1 the run failed for another
+folder cannot be written or its disk is full (one line on stderr names the file and the problem); 1 the run failed for another
 reason, was interrupted, or another run is writing the same output.
 """
 
@@ -30,6 +30,13 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 class RunFailed(Exception):
     pass
+
+
+class DiskFull(RunFailed):
+    """A step could not write: the file system holding the output (or DuckDB's spill folder in it) is full."""
+
+
+NO_SPACE = ("No space left on device", "[Errno 28]", "disk is full", "Disk full")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -192,6 +199,9 @@ def _first_failure(result) -> str:
                 raise InputError(_root_message(error))
             if root.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt", Interrupted.__name__):
                 raise Interrupted()
+            if any(mark in (root.message or "") for mark in NO_SPACE):
+                raise DiskFull(f"no space left on the disk holding the output (step {event.step_key}); "
+                               "the previous outputs are untouched: free space and run again")
             return f"step {event.step_key} failed: {_root_message(error)}"
     return "the run failed"
 
@@ -211,7 +221,7 @@ def _cmd_run(args) -> int:
         run_audit(Path(args.input).resolve(), output, args.input_format, args.rule_set)
     except InputError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
-    except OutputUnwritable as exc:
+    except (OutputUnwritable, DiskFull) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except OutputBusy as exc:
         return _fail(str(exc), EXIT_FAILED)

@@ -368,6 +368,49 @@ def test_an_unwritable_output_is_one_line_and_exit_2(small, tmp_path, capsys, ki
         whole(out)
 
 
+def _one_disk_full_line(err: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imaging-audit: no space left on the disk holding the output"), err
+    assert "Traceback" not in err and "Errno" not in err
+
+
+def test_a_full_disk_while_writing_is_one_line_and_the_previous_outputs_stay(small, tmp_path, capsys, monkeypatch):
+    """The file system fills while a step writes (simulated: the export's writer gets ENOSPC)."""
+    import errno
+
+    import assets.publish.files as files
+
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(small), "--output", str(out), *RULE_SET]) == 0
+    before = whole(out)
+    capsys.readouterr()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "copy_query_to_csv", full)
+    assert main(["run", "--input", str(small), "--output", str(out), *RULE_SET]) == 2
+    _one_disk_full_line(capsys.readouterr().err)
+    assert whole(out) == before and scratch(out) == []  # the unfinished version is gone, space given back
+
+
+def test_a_really_full_disk_is_one_line(small, tmp_path):
+    """A 3 MB tmpfs (needs root to mount; the simulated test above covers every machine)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        done = subprocess.run([CLI, "run", "--input", str(small), "--output", str(mount / "out"), *RULE_SET],
+                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+        assert done.returncode == 2, done.stderr
+        _one_disk_full_line(done.stderr)
+        assert os.listdir(mount / "out" / layout.VERSIONS) == []  # nothing half-written stays
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
 def test_an_output_folder_with_a_quote_and_a_space(small, tmp_path):
     """Paths reach SQL as bound parameters or quoted literals (COPY ... TO, SET temp_directory, ATTACH)."""
     out = tmp_path / "O'Brien audit"
