@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.ingest.assets import WRITER_POOL, clinical_events, scan_links
 from assets.resources import WarehouseResource, drop_relation, relation_kind
+from assets.text.assets import indication_findings
 
 GROUP = "classify"
 OWNERS = ["team:clinical-quality"]
@@ -28,7 +29,7 @@ class ClassificationConfig(dg.Config):
 
 CONSUMER = "mri_classification"
 # Bumped when the engine's SQL changes what it computes, so warehouses classified before are rebuilt.
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"  # 3: facts from the referral text (assets/text/)
 
 
 def classification_signature(rule_sets, coded_features: dict) -> str:
@@ -36,9 +37,11 @@ def classification_signature(rule_sets, coded_features: dict) -> str:
     from assets.classify.value_sets import read_value_sets
     from assets.ingest.changes import signature
 
+    from assets.text.reader import load_lexicon
+
     return signature(
         ENGINE_VERSION, [[r.name, r.version, r.parameters, r.rules] for r in rule_sets], coded_features,
-        read_value_sets(),
+        read_value_sets(), load_lexicon().version,
     )
 
 
@@ -94,7 +97,7 @@ def classify_scans(con, rule_sets, full_refresh: bool = False) -> dict:
     group_name=GROUP,
     owners=OWNERS,
     kinds={"duckdb"},
-    deps=[scan_links, clinical_events],
+    deps=[scan_links, clinical_events, indication_findings],
     pool=WRITER_POOL,
 )
 def mri_classification(
@@ -141,7 +144,7 @@ def mri_classification(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"duckdb"},
-    deps=[scan_links, clinical_events],
+    deps=[scan_links, clinical_events, indication_findings],
     pool=WRITER_POOL,
 )
 def hedis_lbp(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -214,6 +214,55 @@ def build_context(con, rule_sets: list[RuleSet], coded_features: dict, patients:
         WHERE (e.lookback IS NULL OR c.scan_date - e.event_date <= e.lookback)
           AND (e.region IS NULL OR e.region = c.body_region)"""
     )
+    _add_text_facts(con, concepts)
+
+
+def _add_text_facts(con, concepts: list[str]) -> None:
+    """Findings read in the referral's text (assets/text/) that can count, as facts of source 'text': dated by
+    the referral, or by "... ago" when the text says when ("fall 3 weeks ago"); `code` is the quoted words with
+    their status. Also `_text_context`: per scan, the text's symptom onset, conservative care with a duration,
+    and the mentions seen but not counted. Empty when the text stage has not run."""
+    from assets.resources import relation_kind
+    from assets.text.findings import FINDINGS_TABLE
+
+    if relation_kind(con, FINDINGS_TABLE) is None:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _text_context (sid BIGINT, text_onset DATE, text_onset_quote VARCHAR,
+                   text_care_days INTEGER, ev_text_care VARCHAR, ev_text_not_counted VARCHAR)"""
+        )
+        return
+    concept_list = ", ".join(_sql_str(c) for c in concepts)
+    con.execute(
+        f"""INSERT INTO _cfacts
+        SELECT c.sid, 'text', c.referral_date - coalesce(t.days_ago, 0), 'TEXT',
+               '"' || t.quote || '" (' || t.status || ')', CAST(NULL AS INTEGER), t.concept,
+               c.scan_date - (c.referral_date - coalesce(t.days_ago, 0))
+        FROM _ctx c JOIN {FINDINGS_TABLE} t ON t.referral_id = c.referral_id
+        WHERE t.kind = 'finding' AND t.counts AND t.concept IN ({concept_list})
+          AND c.referral_date - coalesce(t.days_ago, 0) <= c.scan_date"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _text_context AS
+        WITH t AS (
+            SELECT c.sid, c.referral_date, t.*,
+                   CASE WHEN t.kind = 'symptom_duration' THEN c.referral_date - t.days
+                        WHEN t.kind = 'onset' AND t.onset_month IS NOT NULL
+                        THEN make_date(year(c.referral_date) - CAST(t.onset_month > month(c.referral_date) AS INTEGER),
+                                       t.onset_month, 1)
+                        WHEN t.kind = 'onset' THEN c.referral_date - t.days END AS onset_date
+            FROM _ctx c JOIN {FINDINGS_TABLE} t ON t.referral_id = c.referral_id
+        )
+        SELECT sid,
+               min(onset_date) AS text_onset,
+               arg_min('"' || quote || '"', onset_date) AS text_onset_quote,
+               max(days) FILTER (WHERE kind = 'care' AND counts) AS text_care_days,
+               nullif(array_to_string(list('text: "' || quote || '" (' || replace(concept, '_', ' ')
+                   || coalesce(', ' || days || ' days', ', duration not stated') || ')' ORDER BY span_start)
+                   FILTER (WHERE kind = 'care' AND counts), '; '), '') AS ev_text_care,
+               nullif(array_to_string(list('text: "' || quote || '" (' || status || ', not counted)' ORDER BY span_start)
+                   FILTER (WHERE kind IN ('finding', 'care') AND NOT counts), '; '), '') AS ev_text_not_counted
+        FROM t GROUP BY sid"""
+    )
 
 
 def dotted(code_sql: str, system_sql: str = "'ICD10CM'") -> str:
@@ -227,8 +276,10 @@ def dotted(code_sql: str, system_sql: str = "'ICD10CM'") -> str:
 def _fact_text(prefix: str = "") -> str:
     """SQL rendering one fact for a clinician: `C79.51 on the referral (2025-03-01)`."""
     return (
+        f"CASE WHEN {prefix}source = 'text' THEN 'text: ' ELSE '' END || "
         f"{dotted(prefix + 'code', prefix + 'code_system')} || CASE {prefix}source "
-        f"WHEN 'referral' THEN ' on the referral (' WHEN 'scan' THEN ' on the scan (' "
+        f"WHEN 'referral' THEN ' on the referral (' WHEN 'text' THEN ' on the referral (' "
+        f"WHEN 'scan' THEN ' on the scan (' "
         f"WHEN 'prior_scan' THEN ' prior scan (' ELSE ' in history (' END "
         f"|| CAST({prefix}fact_date AS VARCHAR) || ')'"
     )
@@ -320,7 +371,8 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         f"""CREATE OR REPLACE TEMP TABLE _hits AS
         SELECT f.sid, fc.feature, fc.label, f.source, f.fact_date, f.code_system, f.code, f.days_before
         FROM _cfacts f JOIN _feature_concepts fc USING (concept)
-        WHERE f.source IN ('referral', 'scan') OR fc.lookback IS NULL OR f.days_before <= fc.lookback
+        WHERE (f.source IN ('referral', 'scan') OR fc.lookback IS NULL OR f.days_before <= fc.lookback)
+          AND (f.source <> 'text' OR {'true' if p.get('text_findings_count', False) else 'false'})
         UNION ALL
         -- a long enough run of steroid supply is a fact of every feature that lists chronic_steroid_supply
         SELECT s.sid, fc.feature, fc.label, 'history', s.run_end, 'RXNORM',
@@ -434,13 +486,22 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         f"""CREATE OR REPLACE TEMP TABLE _base_features AS
         WITH joined AS (
         SELECT c.*, {coded_cols},
+            -- documented onset, else the coded episode, else the onset or duration the referral's text gives
             coalesce(c.documented_onset,
                      CASE WHEN c.scan_date - e.last_pain_dx <= {_lit(p['episode_link_lookback_days'])}
-                          THEN e.start_dx END) AS episode_start,
+                          THEN e.start_dx END,
+                     CASE WHEN {'true' if p.get('text_findings_count', False) else 'false'} AND x.text_onset <= c.scan_date THEN x.text_onset END) AS episode_start,
             CASE WHEN c.documented_onset IS NOT NULL THEN 'documented onset'
                  WHEN c.scan_date - e.last_pain_dx <= {_lit(p['episode_link_lookback_days'])} AND e.start_dx IS NOT NULL
                  THEN 'first back-pain diagnosis ' || {dotted('e.start_code')} || ' after '
-                      || {_lit(p['lbp_clean_period_days'])} || ' days without one' END AS episode_basis,
+                      || {_lit(p['lbp_clean_period_days'])} || ' days without one'
+                 WHEN {'true' if p.get('text_findings_count', False) else 'false'} AND x.text_onset <= c.scan_date
+                 THEN 'text: ' || x.text_onset_quote || ' on the referral (' || CAST(c.referral_date AS VARCHAR) || ')'
+                 END AS episode_basis,
+            CASE WHEN {'true' if p.get('text_findings_count', False) else 'false'} THEN coalesce(x.text_care_days, 0) ELSE 0 END AS care_text_days,
+            CASE WHEN {'true' if p.get('text_findings_count', False) else 'false'} THEN x.ev_text_care END AS ev_text_care,
+            CASE WHEN {'true' if p.get('text_findings_count', False) else 'false'} THEN x.ev_text_not_counted END
+                AS ev_text_not_counted,
             coalesce(i.pain_indication, false) AS pain_indication,
             coalesce(i.lbp_indication, false) AS lbp_indication,
             coalesce(k.pt, false) AS care_pt, coalesce(k.chiro, false) AS care_chiro, coalesce(k.em, false) AS care_em,
@@ -454,10 +515,12 @@ def _build_base_features(con, p: dict, coded_features: dict) -> None:
         LEFT JOIN _indication i USING (sid)
         LEFT JOIN _care k USING (sid)
         LEFT JOIN _prior_mri m USING (sid)
+        LEFT JOIN _text_context x USING (sid)
         )
         SELECT *,
             CAST(scan_date - episode_start AS INTEGER) AS days_since_onset,
-            care_visit OR care_medication_days >= {_lit(p['conservative_min_days'])} AS conservative_care,
+            care_visit OR care_medication_days >= {_lit(p['conservative_min_days'])}
+                OR care_text_days >= {_lit(p['conservative_min_days'])} AS conservative_care,
             care_pt OR care_chiro OR care_em AS op8_conservative_care
         FROM joined"""
     )
@@ -483,9 +546,9 @@ def _evidence_sql(features: list[str], p: dict, coded: frozenset = frozenset(), 
             )
         elif name == "conservative_care":
             parts.append(
-                "CASE WHEN f.ev_care IS NOT NULL THEN 'conservative care: ' || f.ev_care "
-                "WHEN f.care_medication_days > 0 THEN 'conservative care: ' || f.care_medication_days "
-                "|| ' days of first-line medication' END"
+                "'conservative care: ' || nullif(concat_ws('; ', f.ev_care, CASE WHEN f.ev_care IS NULL "
+                "AND f.care_medication_days > 0 THEN f.care_medication_days || ' days of first-line medication' "
+                "END, f.ev_text_care), '')"
             )
         elif name == "repeat_mri":
             parts.append(
@@ -563,7 +626,8 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict 
                                          AND NOT list_contains(reason_list, 'no_conservative_care')
                                          AND NOT list_contains(reason_list, 'persistent_despite_conservative_care')
                                          AND NOT list_contains(reason_list, 'unknown_onset')
-                                        THEN {timing} END) END,
+                                        THEN {timing} END,
+                                   ev_text_not_counted) END,
                CASE WHEN category <> 'out_of_scope' THEN days_since_onset END,
                CASE WHEN category <> 'out_of_scope' THEN conservative_care END,
                -- OP-8: its denominator exclusions are not verified against the specification manual, so
