@@ -17,6 +17,7 @@ from assets.classify.assets import classify_scans
 from assets.classify.rule_sets import load_rule_sets
 from assets.ingest.linking import build_scan_links
 from assets.ingest.readers import discover_native_files, ensure_tables, load_file
+from assets.text.findings import build_text_findings
 from tests.conftest import write_csv
 
 SCAN = dt.date(2025, 6, 30)
@@ -42,8 +43,11 @@ def classify(
     setting: str = "outpatient",
     extra_scans: list[tuple] = (),
     rule_set: str | None = None,
+    indication: str = "",
+    rule_sets=None,
 ):
-    """Load one patient's data and classify; returns {rule_set: row dict} (or the row of `rule_set`)."""
+    """Load one patient's data and classify; returns {rule_set: row dict} (or the row of `rule_set`).
+    `indication` is the referral's free text (read by the text stage, as in a run)."""
     folder = tmp_path / "input"
     referrals = []
     if referral_codes is not None:
@@ -51,7 +55,7 @@ def classify(
             "referral_id": "R1", "patient_id": "P1", "referral_date": day(3),
             "requested_procedure_code": procedure, "diagnosis_codes": referral_codes, "patient_age": str(age),
             "symptom_onset_date": day(onset) if onset is not None else "", "referring_specialty": specialty,
-            "care_setting": setting,
+            "care_setting": setting, "clinical_indication": indication,
         })
     # a second patient keeps the referral file valid when the case has no referral
     referrals.append({"referral_id": "R_other", "patient_id": "P_other", "referral_date": day(3),
@@ -77,7 +81,8 @@ def classify(
         for f in discover_native_files(folder):
             load_file(con, f, "2025-01-01")
         build_scan_links(con)
-        classify_scans(con, load_rule_sets())
+        build_text_findings(con)
+        classify_scans(con, rule_sets or load_rule_sets())
         cur = con.execute("SELECT * FROM mri_classification WHERE scan_id = 'S1'")
         names = [d[0] for d in cur.description]
         rows = {r[names.index("rule_set")]: dict(zip(names, r)) for r in cur.fetchall()}

@@ -38,6 +38,7 @@ class Target:
     history_counts: bool
     phrases: tuple[str, ...]
     source: str = ""
+    negated_phrases: tuple[str, ...] = ()  # words that are a negated mention by themselves ("afebrile")
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
         phrases = tuple(str(p) for p in spec.get("phrases") or ())
         if not phrases or "history_counts" not in spec:
             raise ValueError(f"{path}: target {concept!r} needs phrases and history_counts")
-        targets[concept] = Target(concept, bool(spec["history_counts"]), phrases, str(spec.get("source", "")))
-    valid = set(STATUS_OF_CATEGORY) | {"TERMINATE", "PSEUDO"}
+        targets[concept] = Target(concept, bool(spec["history_counts"]), phrases, str(spec.get("source", "")),
+                                  tuple(str(p) for p in spec.get("negated_phrases") or ()))
+    valid = set(STATUS_OF_CATEGORY) | {"TERMINATE", "PSEUDO", "LIST_BREAK"}
     for i, m in enumerate(data["modifiers"], start=1):
         if m.get("category") not in valid or not m.get("literals"):
             raise ValueError(f"{path}: modifier {i} needs a category ({', '.join(sorted(valid))}) and literals")
@@ -139,6 +141,8 @@ def _pipeline(path: str, version: str):
     rules = []
     for concept, target in lex.targets.items():
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp)) for p in target.phrases]
+        rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"negated": True})
+                  for p in target.negated_phrases]
     for kind, phrases in lex.care.items():
         rules += [TargetRule(p, CARE_PREFIX + kind, pattern=_phrase_pattern(p, nlp)) for p in phrases]
     rules += [TargetRule("duration", DURATION, pattern=p) for p in _duration_patterns(lex.durations)]
@@ -150,7 +154,8 @@ def _pipeline(path: str, version: str):
     for m in lex.modifiers:
         for literal in m["literals"]:
             modifiers.append(ConTextRule(str(literal), m["category"], direction=m["direction"],
-                                         pattern=_phrase_pattern(str(literal), nlp)))
+                                         pattern=_phrase_pattern(str(literal), nlp), max_scope=m.get("max_scope"),
+                                         terminated_by=set(m.get("terminated_by") or ()) or None))
     context.add(modifiers)
     first_words = set()
     for r in rules:
@@ -211,6 +216,8 @@ def read(doc, lex: Lexicon) -> list[dict]:
                 continue
             cue = next((m for c in STATUS_OF_CATEGORY for m in e._.modifiers if m.category == c), None)
             status = STATUS_OF_CATEGORY[cue.category] if cue is not None else "affirmed"
+            if (e._.target_rule.metadata or {}).get("negated"):
+                status, cue = "negated", None  # "afebrile": a negated mention in one word
             kind = "care" if e.label_.startswith(CARE_PREFIX) else "finding"
             concept = e.label_.removeprefix(CARE_PREFIX)
             quote = e.text
