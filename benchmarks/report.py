@@ -302,10 +302,38 @@ def render(rows: list[dict], machine: dict, measured: list[str], plot_names: lis
               + ", ".join(f"{r['label']} {_f(r['whole_peak_mb'] / 1024, 1)} GB" for r in rows) + ".", ""]
     for name in plot_names:
         L += [f"![{name}](plots/{name})", ""]
+    L += text_accuracy_section()
     analysis = HERE / "analysis.md"
     if analysis.exists():
         L += [analysis.read_text().strip(), ""]
     return "\n".join(L)
+
+
+def text_accuracy_section() -> list[str]:
+    """The text stage on the annotated corpus, from benchmarks/text_accuracy.json (python -m
+    benchmarks.text_accuracy --json benchmarks/text_accuracy.json)."""
+    path = HERE / "text_accuracy.json"
+    if not path.exists():
+        return []
+    t = json.loads(path.read_text())
+    L = ["## Text stage: findings on the annotated corpus", "",
+         f"Method: `python -m benchmarks.text_accuracy` on `tests/corpus/indications/annotated.jsonl` "
+         f"({t['texts']} synthetic orders annotated independently of the lexicon, lexicon {t.get('lexicon', '?')}). "
+         "A finding is correct when it overlaps an annotated mention of the same concept with the same status "
+         "(affirmed, negated, hypothetical, uncertain, family, historical). The lexicon was tuned against this "
+         "same corpus, so these are development figures, not a held-out estimate. Targets: precision >= 0.95 and "
+         "recall >= 0.90 for every concept with at least 20 mentions.", "",
+         "| concept | mentions | predicted | correct | precision | recall | meets target |", "|---|---|---|---|---|---|---|"]
+    for c, m in t["concepts"].items():
+        ok = "yes" if m["precision"] >= 0.95 and m["recall"] >= 0.90 else ("n/a" if m["mentions"] < 20 else "no")
+        L.append(f"| {c} | {m['mentions']} | {m['predicted']} | {m['correct']} | {m['precision']:.3f} | "
+                 f"{m['recall']:.3f} | {ok} |")
+    d = t["durations"]
+    L += ["", f"Symptom duration: {d.get('symptom_correct', 0)} of {d.get('symptom_annotated', 0)} annotated durations "
+          f"read exactly ({d.get('symptom_predicted', 0)} predicted). Conservative care with a duration: "
+          f"{d.get('care_correct', 0)} of {d.get('care_annotated', 0)} read exactly ({d.get('care_predicted', 0)} "
+          "predicted).", ""]
+    return L
 
 
 def main() -> int:

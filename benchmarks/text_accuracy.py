@@ -1,7 +1,7 @@
 """Accuracy of the text stage on the annotated corpus (tests/corpus/indications/annotated.jsonl): per concept,
 precision and recall of findings with their status, and of symptom durations and care durations.
 
-    python -m benchmarks.text_accuracy [--json benchmarks/results/text_accuracy.json]
+    python -m benchmarks.text_accuracy [--json benchmarks/text_accuracy.json]   (then python -m benchmarks.report)
 
 A predicted finding is correct when it overlaps an annotated mention of the same concept and carries the same
 status (affirmed, negated, hypothetical, uncertain, family, historical). Precision = correct / predicted,
@@ -112,8 +112,12 @@ def main(argv=None) -> int:
     for e in result["errors"][: args.errors]:
         print(e)
     if args.json:
+        from assets.text.reader import load_lexicon
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({k: v for k, v in result.items() if k != "errors"}, indent=1) + "\n")
+        figures = {k: v for k, v in result.items() if k != "errors"}
+        figures["lexicon"] = load_lexicon().version
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
