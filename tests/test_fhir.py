@@ -216,8 +216,9 @@ def _resources() -> dict[str, list]:
          "subject": {"reference": f"urn:uuid:{OLD}"}, "encounter": {"reference": "Encounter/enc-1"},
          "authoredOn": "2025-03-01T10:15:00-05:00", "requester": {"reference": "Practitioner/prac-9"},
          "reasonCode": [{"coding": [_coding(ICD, "M54.16", "Radiculopathy, lumbar region")],
-                         "text": "free text the converter leaves out"},
-                        {"coding": [_coding(SCT, "23056005", "Sciatica")]}]},
+                         "text": "new foot drop"},
+                        {"coding": [_coding(SCT, "23056005", "Sciatica")]}],
+         "note": [{"text": "no fever"}]},
         # LOINC-coded order for the younger patient, the day before her birthday; reason via reasonReference.
         {"resourceType": "ServiceRequest", "id": "SR-2", "status": "completed", "intent": "order",
          "code": {"coding": [_coding(LOINC, "30679-5", "MR Lumbar spine WO contrast")]},
@@ -352,7 +353,8 @@ def test_handmade_referrals_field_by_field(handmade):
         "patient_age": 90,  # 94 years old: reported as 90 ("90 or older")
         "patient_sex": "M", "symptom_onset_date": None, "referring_provider_id": "prac-9",
         "referring_specialty": None, "care_setting": "outpatient", "facility_id": None,
-        "clinical_indication": "Radiculopathy, lumbar region; Sciatica",  # code displays, never free text
+        # code displays, then the reason text and the note (read by the text stage)
+        "clinical_indication": "Radiculopathy, lumbar region; Sciatica; new foot drop; no fever",
     }
     assert refs["SR-2"] == {
         "referral_id": "SR-2", "patient_id": patient_key(YOUNG, KEY), "referral_date": "2025-03-01",
@@ -404,8 +406,13 @@ def test_handmade_lumbar_mri_is_classified_by_the_pipeline(handmade, tmp_path):
                FROM mri_classification WHERE rule_set = 'standard' ORDER BY scan_id"""
         ).fetchall()
         quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        text = con.execute(
+            "SELECT referral_id, concept, status FROM referral_text_findings WHERE kind = 'finding' ORDER BY ALL"
+        ).fetchall()
     finally:
         con.close()
+    # The order's reason text and note are read like a native referral's indication.
+    assert ("SR-1", "motor_deficit", "affirmed") in text and ("SR-1", "fever", "negated") in text
     assert [r[:4] for r in rows] == [
         ("IS-1", patient_key(OLD, KEY), "72148", "lumbar"),
         ("proc-mri-2", patient_key(YOUNG, KEY), "72148", "lumbar"),

@@ -21,9 +21,10 @@ read only to compute the age at referral inside DuckDB and goes no further. Pati
 keyed hash (`ps_...`, HMAC-SHA256), because exports often use the medical record number as the resource id
 (Synthea does). The key is the operator's secret (`pseudonym_key` argument or `IMAGING_AUDIT_PSEUDONYMIZE_KEY`), or
 else a random key made once for this installation and kept outside the outputs (`identifiers.resolve_pseudonym_key`);
-a key published with the code is refused. Free text is not copied: `clinical_indication` is built from the
-terminology displays of the reason codes, not from `text` a person wrote, and the patient's names are removed
-from it.
+a key published with the code is refused. `clinical_indication` is built from the terminology displays of the
+reason codes, then the reason text (`reasonCode.text`) and notes (`note.text`) the orderer wrote, which the text
+stage reads; the patient's names are removed from it here, and the identifier guard masks it at ingestion like
+every text.
 References are followed only to the resource types they may name, so a `urn:uuid:` requester (which could be the
 Patient) is not taken for a provider.
 
@@ -141,6 +142,7 @@ _COLUMNS = {
     "ServiceRequest": {
         "status": "VARCHAR", "code": _CC, "subject": _REF, "encounter": _REF, "authoredOn": "VARCHAR",
         "requester": _REF, "reasonCode": f"{_CC}[]", "reasonReference": f"{_REF}[]",
+        "note": "STRUCT(text VARCHAR)[]",
     },
     "ImagingStudy": {
         "status": "VARCHAR", "subject": _REF, "started": "VARCHAR", "series": "STRUCT(started VARCHAR)[]",
@@ -298,6 +300,8 @@ def _create_macros(con, pseudonym_sql: str) -> None:
         "age_years(b, d) AS year(d) - year(b) - CASE WHEN strftime(d, '%m%d') < strftime(b, '%m%d') THEN 1 ELSE 0 END",
         f"care_setting(k) AS CASE upper(trim(k)) {settings} END",
         "cpt_system(code) AS CASE WHEN regexp_full_match(code, '[0-9]{4}[0-9A-Z]') THEN 'CPT' ELSE 'HCPCS' END",
+        # A list's distinct items in their first order (a reason text that repeats a display is kept once).
+        "list_distinct_ordered(l) AS list_filter(l, lambda x, i: list_position(l, x) = i)",
     ]
     for macro in macros:
         con.execute(f"CREATE MACRO {macro}")
@@ -538,10 +542,14 @@ def _classify(con) -> None:
                        ref_to(s.encounter.reference, 'Encounter') AS encounter,
                        CASE WHEN ref_type(s.requester.reference) IN ('Practitioner', 'PractitionerRole')
                             THEN ref_id(s.requester.reference) END AS requester,
-                       nullif(array_to_string(list_filter(
+                       -- the reason codes' displays, then the reason text and notes the orderer wrote (read
+                       -- by the text stage after the identifier guard has masked them)
+                       nullif(array_to_string(list_distinct_ordered(list_filter(list_concat(
                            list_transform(flatten(list_transform(s.reasonCode, lambda cc: cc.coding)),
                                           lambda c: c.display),
-                           lambda x: x IS NOT NULL), '; '), '') AS indication
+                           list_transform(s.reasonCode, lambda cc: trim(cc.text)),
+                           list_transform(s.note, lambda n: trim(n.text))),
+                           lambda x: x IS NOT NULL AND x <> '')), '; '), '') AS indication
                 FROM raw_servicerequest s {_join_coded('k', 'sr_code', 's.rowid')}
                 {_join_coded('rc', 'sr_reason', 's.rowid')})"""
     )
