@@ -92,6 +92,9 @@ OUT_OF_SCOPE_SHARE = 0.06  # of all scans
 UNSCANNED_REFERRAL_SHARE = 0.01  # extra referrals (per scan) that never got a scan
 DOCUMENTED_ONSET_P = 0.75
 LINKED_REFERRAL_P = 0.85
+# Share of cauda equina, weight-loss and progressive-deficit referrals whose decisive fact is written only in the
+# text (coded as back pain alone): the text stage must find it (truth column decisive_in_text).
+TEXT_ONLY_P = 0.25
 DOTLESS_P = 0.20
 
 _SC = {s.name: i for i, s in enumerate(SCENARIOS)}
@@ -300,8 +303,12 @@ _REGION_PHRASE = {LUMBAR: ["LBP", "low back pain", "lumbar pain"], THORACIC: ["m
                   CERVICAL: ["neck pain", "cervical pain"], OTHER: ["pain"]}
 _T = {
     "early": ["{P} {D}, no red flags", "acute {P} {D}", "{P} x {D}, patient requests MRI",
-              "acute {P}, no red flags", "{P}, patient requests MRI"],
-    "no_cons": ["{P} {D}", "{P} x {D}, requesting MRI", "ongoing {P} {D}", "{P}, requesting MRI", "ongoing {P}"],
+              "acute {P}, no red flags", "{P}, patient requests MRI",
+              "{P} {D}, denies fever, weight loss or saddle anesthesia", "acute {P}, no h/o cancer, no trauma",
+              "{P} x {D}. Red flags: none.", "pt c/o {P} x {D}, neg for bowel/bladder changes",
+              "acute {P}, r/o HNP"],
+    "no_cons": ["{P} {D}", "{P} x {D}, requesting MRI", "ongoing {P} {D}", "{P}, requesting MRI", "ongoing {P}",
+                "{P} {D}, no PT yet", "ongoing {P} {D}, afebrile", "{P}, no fever or chills"],
     "repeat": ["follow-up MRI, {P} unchanged", "repeat MRI requested, symptoms unchanged",
                "{P}, compare with prior MRI"],
     "persist_pt": ["{P} {D}, failed PT", "persistent {P} {D} despite PT and NSAIDs", "persistent {P} despite PT",
@@ -311,7 +318,8 @@ _T = {
     "persist_em": ["{P} {D}, no improvement with conservative care",
                    "persistent {P} despite NSAIDs and home exercise", "{P}, failed conservative care"],
     "neuro_0": ["sciatica L5 distribution, {D}", "radiating leg pain and numbness {D}",
-                        "{P} with radiculopathy, r/o disc herniation", "S1 radicular pain", "sciatica, {P}"],
+                        "{P} with radiculopathy, r/o disc herniation", "S1 radicular pain", "sciatica, {P}",
+                        "sciatia L5 distribution, {D}", "radiculapathy, {P}"],
     "neuro_2": ["arm pain and tingling C6 distribution, {D}", "cervical radiculopathy, r/o disc herniation",
                           "neck pain radiating to arm"],
     "neuro_1": ["thoracic radicular pain {D}", "band-like radicular pain, r/o thoracic disc"],
@@ -350,7 +358,7 @@ SCAN_COLUMNS = ("scan_id", "patient_id", "scan_date", "procedure_code", "referra
 EVENT_COLUMNS = ("patient_id", "event_date", "event_type", "code_system", "code", "days_supply")
 TRUTH_COLUMNS = ("scan_id", "patient_id", "scenario", "body_region", "expected_category", "expected_reason",
                  "episode_start", "days_since_onset", "has_op8_conservative_care", "expected_contrast_review",
-                 "expected_safety_review", "fault")
+                 "expected_safety_review", "decisive_in_text", "fault")
 TABLES = ("referrals", "scans", "clinical_events")
 _DATE_COL = {"referrals": "referral_date", "scans": "scan_date", "clinical_events": "event_date"}
 _OWNED = re.compile(r"^(referrals|scans|clinical_events)(\.part\d+|_\d{4}-\d{2}-\d{2})?\.(csv|parquet)$")
@@ -368,7 +376,7 @@ def _schema(table: str, faults: bool) -> pa.Schema:
     elif table == "clinical_events":
         types, cols = [s, d, s, s, s, pa.int32()], EVENT_COLUMNS
     else:
-        types = [s, s, s, s, s, s, pa.date32(), pa.int32(), pa.bool_(), pa.bool_(), pa.bool_(), s]
+        types = [s, s, s, s, s, s, pa.date32(), pa.int32(), pa.bool_(), pa.bool_(), pa.bool_(), pa.bool_(), s]
         cols = TRUTH_COLUMNS
     return pa.schema([pa.field(c, t) for c, t in zip(cols, types)])
 
@@ -780,6 +788,12 @@ class _Chunk:
             mask = oos & (self.oos_kind == k)
             c[0][mask] = self.pick(group, int(mask.sum()))
             c[1][mask] = -1
+        # the decisive fact only in words: the codes say back pain, the text names the sign (always written)
+        text_only = self.linked & np.isin(sc, [CAUDA, WEIGHT, PROGRESSIVE]) & (rng.random(m) < TEXT_ONLY_P)
+        c[0][text_only] = pain[text_only]
+        c[1][text_only] = -1
+        c[2][text_only] = -1
+        self.text_only = text_only
         self.ref_codes = c
         self.neuro = neuro
 
@@ -1095,7 +1109,8 @@ class _Chunk:
         all_idx = np.concatenate(idx_parts)
         assert len(all_idx) == k
         out = pa.concat_arrays(str_parts).take(pa.array(np.argsort(all_idx, kind="stable")))
-        return pc.if_else(pa.array(rng.random(k) < 0.08), pa.scalar(None, pa.string()), out)
+        blank = (rng.random(k) < 0.08) & ~self.text_only[cases]
+        return pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), out)
 
     def _tables(self):
         ctx, rng, m = self.ctx, self.rng, self.m
@@ -1217,6 +1232,7 @@ class _Chunk:
             "has_op8_conservative_care": pa.array(op8[sc_cases], pa.bool_(), mask=~spine),
             "expected_contrast_review": pa.array(self.contrast[sc_cases] & ~contrast_ok[scs]),
             "expected_safety_review": pa.array(self.pacemaker[sc_cases]),
+            "decisive_in_text": pa.array(self.text_only[sc_cases]),
         }
         return (ref, rc, self.R[rc]), (scans, sc_cases, ref_of_case), (ev, ev_case), truth
 

@@ -28,7 +28,7 @@ SCAN_COLUMNS = ["scan_id", "patient_id", "scan_date", "procedure_code", "referra
 EVENT_COLUMNS = ["patient_id", "event_date", "event_type", "code_system", "code", "days_supply"]
 TRUTH_COLUMNS = ["scan_id", "patient_id", "scenario", "body_region", "expected_category", "expected_reason",
                  "episode_start", "days_since_onset", "has_op8_conservative_care", "expected_contrast_review",
-                 "expected_safety_review", "fault"]
+                 "expected_safety_review", "decisive_in_text", "fault"]
 SPECIALTIES = {"primary_care", "emergency", "orthopedics", "neurosurgery", "neurology", "pain_medicine",
                "physiatry", "rheumatology", "oncology", "chiropractic", "other"}
 FINDINGS = {"normal", "degenerative", "disc_herniation", "stenosis", "fracture", "tumor", "infection", "other"}
@@ -96,7 +96,8 @@ def _load(big: Path) -> duckdb.DuckDBPyConnection:
         select s.scan_id, s.patient_id, s.scan_date as sd, s.procedure_code, s.diagnosis_codes as sdx,
                r.referral_id, r.referral_date, r.onset, r.diagnosis_codes as rdx, t.scenario, t.body_region,
                t.expected_category, t.episode_start, t.dso, t.has_op8_conservative_care as op8_truth,
-               t.expected_contrast_review, t.expected_safety_review
+               t.expected_contrast_review, t.expected_safety_review, t.decisive_in_text = 'true' AS in_text,
+               r.clinical_indication AS indication
         from sc s join tr t using (scan_id)
         left join (select r.*, s2.scan_id as for_scan from sc s2 join ref r on s2.referral_id = r.referral_id
                    union all
@@ -448,7 +449,13 @@ def test_red_flags_only_where_intended(con):
     df[cols] = df[cols].fillna(False).astype(bool)
     df["steroid90"] = df["max_run"].fillna(0) >= 90
     flags = cols + ["steroid90"]
-    for scen, g in df.groupby("scenario"):
+    df["in_text"] = df["in_text"].fillna(False).astype(bool)
+    # where the generator wrote the decisive fact only in the text, no code carries it, and the text is there
+    text_only = df[df["in_text"]]
+    assert set(text_only["scenario"]) == {"red_flag_cauda_equina", "red_flag_weight_loss", "progressive_deficit"}
+    assert not text_only[["cauda", "weight", "motor"]].any().any()
+    assert text_only["indication"].notna().all()
+    for scen, g in df[~df["in_text"]].groupby("scenario"):
         present = g[flags]
         if scen in own:
             assert present[own[scen]].all(), scen
@@ -466,7 +473,7 @@ def test_red_flags_only_where_intended(con):
     neuro_ok = {"neurological", "progressive_deficit"} | RED_FLAG_SCENARIOS
     assert not df.loc[~df["scenario"].isin(neuro_ok) & (df["neuro"].fillna(False) | df["motor"].fillna(False))].size
     assert df.loc[df["scenario"] == "neurological", "neuro"].all()
-    assert df.loc[df["scenario"] == "progressive_deficit", "motor"].all()
+    assert df.loc[(df["scenario"] == "progressive_deficit") & ~df["in_text"], "motor"].all()
     # old trauma is outside the 90-day window but present
     assert _count(con, """select distinct x.scan_id from x join ev e using (patient_id)
                           where scenario = 'early_old_trauma' and (e.code like 'S32%' or e.code like 'S33%')

@@ -1,6 +1,9 @@
-"""Check tests/corpus/indications/annotated.jsonl and print its counts.
+"""Check tests/corpus/indications/annotated.jsonl (or another corpus file) and print its counts.
 
-Run: python3 tests/corpus/indications/check_corpus.py   (exit code 1 on any error)
+Run: python3 tests/corpus/indications/check_corpus.py [FILE]   (exit code 1 on any error)
+
+FILE defaults to annotated.jsonl; a relative name without a directory part is looked up next to
+this script first ("check_corpus.py heldout.jsonl").
 """
 import json
 import re
@@ -30,10 +33,20 @@ IDENTIFIER_LIKE = [
 ]
 
 
-def main() -> int:
+def corpus_path(argv: list) -> Path:
+    if len(argv) < 2:
+        return CORPUS
+    path = Path(argv[1])
+    if not path.is_absolute() and len(path.parts) == 1 and (HERE / path).exists():
+        return HERE / path
+    return path
+
+
+def main(argv: list = None) -> int:
+    corpus = corpus_path(sys.argv if argv is None else argv)
     errors, warnings = [], []
     rows, ids, texts = [], Counter(), Counter()
-    for n, line in enumerate(CORPUS.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(corpus.read_text(encoding="utf-8").splitlines(), 1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
