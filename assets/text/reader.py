@@ -39,6 +39,7 @@ class Target:
     phrases: tuple[str, ...]
     source: str = ""
     negated_phrases: tuple[str, ...] = ()  # words that are a negated mention by themselves ("afebrile")
+    default_status: str = "affirmed"  # the status of a mention no cue qualifies (an operation: historical)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
         if not phrases or "history_counts" not in spec:
             raise ValueError(f"{path}: target {concept!r} needs phrases and history_counts")
         targets[concept] = Target(concept, bool(spec["history_counts"]), phrases, str(spec.get("source", "")),
-                                  tuple(str(p) for p in spec.get("negated_phrases") or ()))
+                                  tuple(str(p) for p in spec.get("negated_phrases") or ()),
+                                  str(spec.get("default_status", "affirmed")))
     valid = set(STATUS_OF_CATEGORY) | {"TERMINATE", "PSEUDO", "LIST_BREAK"}
     for i, m in enumerate(data["modifiers"], start=1):
         if m.get("category") not in valid or not m.get("literals"):
@@ -155,7 +157,8 @@ def _pipeline(path: str, version: str):
         for literal in m["literals"]:
             modifiers.append(ConTextRule(str(literal), m["category"], direction=m["direction"],
                                          pattern=_phrase_pattern(str(literal), nlp), max_scope=m.get("max_scope"),
-                                         terminated_by=set(m.get("terminated_by") or ()) or None))
+                                         terminated_by=set(m.get("terminated_by") or ()) or None,
+                                         allowed_types=set(m.get("allowed_types") or ()) or None))
     context.add(modifiers)
     first_words = set()
     for r in rules:
@@ -215,7 +218,9 @@ def read(doc, lex: Lexicon) -> list[dict]:
             if e.label_ in (DURATION, ONSET, SYMPTOM):
                 continue
             cue = next((m for c in STATUS_OF_CATEGORY for m in e._.modifiers if m.category == c), None)
-            status = STATUS_OF_CATEGORY[cue.category] if cue is not None else "affirmed"
+            target = lex.targets.get(e.label_)
+            status = (STATUS_OF_CATEGORY[cue.category] if cue is not None
+                      else target.default_status if target is not None else "affirmed")
             if (e._.target_rule.metadata or {}).get("negated"):
                 status, cue = "negated", None  # "afebrile": a negated mention in one word
             kind = "care" if e.label_.startswith(CARE_PREFIX) else "finding"
