@@ -340,7 +340,36 @@ def text_accuracy_section() -> list[str]:
               f"{x.get('symptom_annotated', 0)} annotated ({x.get('symptom_predicted', 0)} predicted); conservative "
               f"care with its duration read exactly for {x.get('care_correct', 0)} of {x.get('care_annotated', 0)} "
               f"({x.get('care_predicted', 0)} predicted)."]
-    return L + [""]
+    return L + [""] + text_speed_section()
+
+
+def text_speed_section() -> list[str]:
+    """The text stage at scale, from benchmarks/text_speed.json (python -m benchmarks.text_speed)."""
+    path = HERE / "text_speed.json"
+    if not path.exists():
+        return []
+    t = json.loads(path.read_text())
+    w, n = t["whole_run_text"], t["nightly_text"]
+    L = ["### Text stage at scale", "",
+         f"Method: `python -m benchmarks.text_speed` ({t['measured_at']}, {t['machine']['cpus']} cores): "
+         f"{t['scans']:,} generated scans, one process per measurement, nothing else running.", "",
+         "| measure | value | target |", "|---|---|---|",
+         f"| referrals / distinct indication texts | {t['referrals']:,} / {t['distinct_texts']:,} "
+         f"({t['distinct_share'] * 100:.2f}% distinct) | |",
+         f"| first run: texts parsed, parse time, texts per second | {w['texts_parsed']:,}, {w['parse_seconds']} s, "
+         f"{w['texts_per_second']} | |",
+         f"| first run: text stage (parse, cache, findings table) | {w['text_step_seconds']} s | |",
+         f"| whole `imaging-audit run` with text reading on | {t['whole_run_seconds']} s | under 120 s |",
+         f"| nightly increment ({t['nightly_partition']}): texts parsed, text stage | {n['texts_parsed']:,}, "
+         f"{n['text_step_seconds']} s | |",
+         f"| nightly increment: the whole Dagster job | {t['nightly_seconds']} s | under 20 s |", ""]
+    steps = w.get("steps") or {}
+    if steps:
+        L += ["Whole-run step times (s): " + ", ".join(f"{k} {v}" for k, v in steps.items()), ""]
+    nsteps = n.get("steps") or {}
+    if nsteps:
+        L += ["Nightly step times (s): " + ", ".join(f"{k} {v}" for k, v in nsteps.items()), ""]
+    return L
 
 
 def main() -> int:
