@@ -260,7 +260,8 @@ def build_features(referrals: pd.DataFrame, scans: pd.DataFrame, events: pd.Data
     long_steroids = runs.loc[runs["days_in_window"] >= p["steroid_min_consecutive_days"], ["scan_id"]]
 
     steroid_features = feature_concepts.loc[feature_concepts["concept"] == "chronic_steroid_supply", ["feature"]]
-    flags = pd.concat([hits[["scan_id", "feature"]], long_steroids.merge(steroid_features, how="cross")])
+    flags = pd.concat([hits[["scan_id", "feature"]], long_steroids.merge(steroid_features, how="cross")],
+                      ignore_index=True)
     features = (pd.crosstab(flags["scan_id"], flags["feature"]) > 0).reindex(columns=list(coded_features),
                                                                              fill_value=False)
     out = ctx[["scan_id", "scan_date", "body_region", "documented_onset"]].merge(

@@ -21,7 +21,8 @@ from tests.conftest import REPO_ROOT, event, referral, run_partition as _run_par
 
 EXPECTED_ASSETS = {
     "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification", "hedis_lbp",
-    "classification_export", "utilization_dashboard", "overtreatment_reports",
+    "classification_export", "utilization_dashboard", "overtreatment_reports", "indication_findings",
+    "published_outputs",
 }
 
 
@@ -38,7 +39,7 @@ def test_every_asset_has_a_group_owner_and_description():
     graph = defs.get_repository_def().asset_graph
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"ingest", "quality", "classify", "publish"}, key
+        assert node.group_name in {"ingest", "quality", "text", "classify", "publish"}, key
         assert node.owners, key
         assert node.description, key
 

@@ -2,7 +2,8 @@
 
 The baseline exists only to time the pipeline against; this keeps it honest: on generated fault-free input
 (several part files per table and nightly drops, CSV) it must agree with `mri_classification` for rule set
-`standard` on every scan, category and reasons.
+`standard` on every scan, category and reasons. The baseline reads codes only, so the input is generated with every
+decisive fact coded (no fact only in the referral text).
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from pipelines.cli import run_audit
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
+    """Generated input whose decisive facts are all coded (the baseline reads codes, not the referral text)."""
+    import data_samples.generate as generator
+
     root = tmp_path_factory.mktemp("pandas_baseline")
     inputs, out = root / "in", root / "out"
-    generate(inputs, n_scans=3_000, seed=31, fmt="csv", chunk_size=1_000, drop_days=5, fault_rate=0.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generator, "TEXT_ONLY_P", 0.0)
+        generate(inputs, n_scans=3_000, seed=31, fmt="csv", chunk_size=1_000, drop_days=5, fault_rate=0.0)
     run_audit(inputs, out, rule_sets=["standard"], quiet=True)
     return inputs, out / "warehouse.duckdb"
 
