@@ -6,7 +6,8 @@ precision and recall of findings with their status, and of symptom durations and
 
 A predicted finding is correct when it overlaps an annotated mention of the same concept and carries the same
 status (affirmed, negated, hypothetical, uncertain, family, historical). Precision = correct / predicted,
-recall = correct / annotated. The corpus names some concepts more broadly than the value sets; CORPUS_CONCEPT
+recall = correct / annotated. A second finding inside a mention already matched ("L4-5 laminectomy & fusion"
+read as two operations) is part of that mention, not a spurious one. The corpus names some concepts more broadly than the value sets; CORPUS_CONCEPT
 maps the lexicon's concepts onto the corpus's.
 """
 
@@ -55,9 +56,12 @@ def evaluate(corpus: list[dict] | None = None) -> dict:
             gold_n[g["concept"]] += 1
         for r in preds:
             concept = CORPUS_CONCEPT.get(r["concept"], r["concept"])
-            pred_n[concept] += 1
             match = next((i for i, g in enumerate(gold) if i not in used and g["concept"] == concept
                           and r["span_start"] < g["span"][1] and g["span"][0] < r["span_end"]), None)
+            if match is None and any(i in used and g["concept"] == concept and r["span_start"] < g["span"][1]
+                                     and g["span"][0] < r["span_end"] for i, g in enumerate(gold)):
+                continue  # another part of a mention already matched ("L4-5 laminectomy & fusion")
+            pred_n[concept] += 1
             if match is None:
                 errors.append({"id": case["id"], "text": text, "error": "spurious", "concept": concept,
                                "phrase": r["phrase"], "status": r["status"]})

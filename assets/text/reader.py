@@ -26,10 +26,19 @@ STATUS_OF_CATEGORY = {
     "HISTORICAL": "historical",
 }
 STATUSES = ("affirmed", *STATUS_OF_CATEGORY.values())
-DURATION, ONSET, SYMPTOM = "DURATION", "ONSET", "SYMPTOM"
+# Categories that only end other cues' scope (terminated_by): a comma, and words that turn a history into the
+# present ("hx renal transplant on tacrolimus": the drug is current), words that give a rule-out's reason
+# ("r/o fracture after trauma": the trauma is not ruled out).
+BREAK_CATEGORIES = ("LIST_BREAK", "CURRENT_BREAK", "REASON_BREAK", "HEADING_BREAK")
+DURATION, ONSET, SYMPTOM, NOT_A_FINDING = "DURATION", "ONSET", "SYMPTOM", "NOT_A_FINDING"
 CARE_PREFIX = "CARE:"
 # Concepts whose mention is a symptom: a duration after one is the symptom's duration.
-SYMPTOM_CONCEPTS = {"neurological_symptoms", "motor_deficit", "cauda_equina", "disc_herniation"}
+SYMPTOM_CONCEPTS = {"neurological_symptoms", "motor_deficit", "cauda_equina", "disc_herniation", "fever"}
+# Concepts that are an event which starts an episode: "MVC 6 wks ago", "fall 3 days ago" date the pain.
+EVENT_CONCEPTS = {"spinal_trauma"}
+ONSET_WORDS = {"onset", "started", "began", "starting", "since", "beginning"}
+# Words that join care items into one list a duration applies to ("PT and NSAIDs x 8 weeks").
+CARE_JOINERS = {"and", "or", "&", "/", ",", "+", "plus", "w/", "with"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,9 @@ class Target:
     phrases: tuple[str, ...]
     source: str = ""
     negated_phrases: tuple[str, ...] = ()  # words that are a negated mention by themselves ("afebrile")
+    present_phrases: tuple[str, ...] = ()  # phrases affirmed when no cue qualifies them ("hardware")
     default_status: str = "affirmed"  # the status of a mention no cue qualifies (an operation: historical)
+    historical_after_days: int | None = None  # a mention dated at least this long ago is historical
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,8 @@ class Lexicon:
     durations: dict
     modifiers: tuple
     path: Path = field(default=LEXICON_PATH)
+    measurements: dict = field(default_factory=dict)  # concept -> {words, celsius_at_least}: "T 38.6" is fever
+    not_findings: tuple = ()  # phrases that hide a target word inside them ("radiation therapy")
 
     def counts(self, concept: str, status: str) -> bool:
         """Whether a mention with `status` makes the concept's feature true (before the rule-set switch)."""
@@ -74,19 +87,28 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
             raise ValueError(f"{path}: missing {key!r}")
     targets = {}
     for concept, spec in data["targets"].items():
-        phrases = tuple(str(p) for p in spec.get("phrases") or ())
+        phrases = tuple(str(p) for p in spec.get("phrases") or ()) + tuple(
+            f"{before} {after}" for combo in spec.get("phrase_combinations") or ()
+            for before in combo["before"] for after in combo["after"])
         if not phrases or "history_counts" not in spec:
             raise ValueError(f"{path}: target {concept!r} needs phrases and history_counts")
         targets[concept] = Target(concept, bool(spec["history_counts"]), phrases, str(spec.get("source", "")),
                                   tuple(str(p) for p in spec.get("negated_phrases") or ()),
-                                  str(spec.get("default_status", "affirmed")))
-    valid = set(STATUS_OF_CATEGORY) | {"TERMINATE", "PSEUDO", "LIST_BREAK"}
+                                  tuple(str(p) for p in spec.get("present_phrases") or ()),
+                                  str(spec.get("default_status", "affirmed")),
+                                  spec.get("historical_after_days"))
+    valid = set(STATUS_OF_CATEGORY) | set(BREAK_CATEGORIES) | {"TERMINATE", "PSEUDO", NOT_A_FINDING}
     for i, m in enumerate(data["modifiers"], start=1):
         if m.get("category") not in valid or not m.get("literals"):
             raise ValueError(f"{path}: modifier {i} needs a category ({', '.join(sorted(valid))}) and literals")
+    measurements = data.get("measurements") or {}
+    for concept, spec in measurements.items():
+        if concept not in targets or not spec.get("words") or "celsius_at_least" not in spec:
+            raise ValueError(f"{path}: measurement {concept!r} needs a target, words and celsius_at_least")
     return Lexicon(str(data["name"]), str(data["version"]), targets,
                    {k: tuple(str(p) for p in v) for k, v in data["care"].items()}, data["durations"],
-                   tuple(data["modifiers"]), path)
+                   tuple(data["modifiers"]), path, measurements,
+                   tuple(str(p) for p in data.get("not_findings") or ()))
 
 
 # --- the medspaCy pipeline -----------------------------------------------------------------------------------
@@ -101,11 +123,16 @@ def _phrase_pattern(phrase: str, nlp) -> list[dict]:
 def _duration_patterns(durations: dict) -> list[list[dict]]:
     units = sorted({u for names in durations["units"].values() for u in names})
     joined = "|".join(re.escape(u) for u in sorted(units, key=len, reverse=True))
-    glued = {"TEXT": {"REGEX": rf"(?i)^x?\d+(?:\.\d+)?(?:{joined})\.?$"}}  # 6wks, x10d
+    longer = "|".join(re.escape(u) for u in sorted(units, key=len, reverse=True) if len(u) > 1 or u == "d")
+    # 6wks, 10d, x10d, x6w; not "65M" or "70F" (age and sex)
+    glued = {"TEXT": {"REGEX": rf"(?i)^(?:x\d+(?:\.\d+)?(?:{joined})|\d+(?:\.\d+)?(?:{longer}))\.?$"}}
     number = {"LIKE_NUM": True}
     unit = {"LOWER": {"IN": units}}
+    # after a bare number a one-letter unit is an age and sex ("70M", "65 F"), except days ("10 d")
+    word_unit = {"LOWER": {"IN": [u for u in units if len(u) > 1 or u == "d"]}}
     return [
-        [number, unit], [number, {"TEXT": "-"}, unit], [{"LOWER": {"IN": ["x", "X"]}}, number, unit],
+        [number, word_unit], [number, {"TEXT": "-"}, word_unit],
+        [number, {"TEXT": {"IN": ["-", "to", "or"]}}, number, word_unit], [{"LOWER": {"IN": ["x", "X"]}}, number, unit],
         [{"TEXT": {"REGEX": r"(?i)^x\d+$"}}, unit], [glued],
         [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["day", "week", "month", "year"]}}],
         [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": "couple"}, {"LOWER": "of"}, unit],
@@ -120,6 +147,46 @@ def _onset_patterns(durations: dict) -> list[list[dict]]:
         [{"LOWER": "since"}, {"LOWER": {"IN": ["yesterday"]}}],
         [{"LOWER": {"IN": ["onset", "began", "started"]}}, {"LOWER": "in"}, {"LOWER": {"IN": months}}],
     ]
+
+
+_READING = re.compile(r"(?i)^(\d{2,3}(?:\.\d)?)(?:°?[cf])?$")
+
+
+def _measurement_patterns(words: list[str], nlp) -> list[list[dict]]:
+    """'T 38.6', 'Tmax 101.2F', 'temp: 39': a label word, an optional ':' or 'of', then a reading."""
+    reading = {"TEXT": {"REGEX": _READING.pattern}}
+    patterns = []
+    for w in words:
+        label = [{"LOWER": t.lower_} for t in nlp.make_doc(str(w))]
+        patterns.append(label + [{"TEXT": {"IN": [":", "of", "="]}, "OP": "?"}, reading])
+    return patterns
+
+
+def _reading_counts(span, spec: dict) -> bool:
+    """Whether the temperature read in the span reaches the threshold (a reading of 45 or more is Fahrenheit)."""
+    m = _READING.match(span[-1].text)
+    if not m:
+        return False
+    value = float(m.group(1))
+    celsius = (value - 32) * 5 / 9 if value >= 45 or span[-1].text.lower().endswith("f") else value
+    return celsius >= float(spec["celsius_at_least"]) - 1e-9
+
+
+def _at_clause_end(target, modifier, between) -> bool:
+    """A backward cue such as ': no' or '- none' answers the item before it only when nothing follows it in the
+    clause ("Fever: no;"); in "Red flags: no CES" the 'no' heads what follows. A colon after the cue makes it a
+    heading ("Hx: breast cancer"), so it looks forward."""
+    doc = modifier.doc
+    return modifier.end >= len(doc) or (doc[modifier.end].is_punct and doc[modifier.end].text != ":")
+
+
+def _answer_or_head(target, modifier, between) -> bool:
+    """'no' at a clause end answers the item before it ("Fever - no;"); elsewhere it heads what follows."""
+    at_end = _at_clause_end(target, modifier, between)
+    return at_end != (target.start >= modifier.end)
+
+
+_ON_MODIFIES = {"only_at_clause_end": _at_clause_end, "answer_or_head": _answer_or_head}
 
 
 @lru_cache(maxsize=2)
@@ -145,11 +212,17 @@ def _pipeline(path: str, version: str):
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp)) for p in target.phrases]
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"negated": True})
                   for p in target.negated_phrases]
+        rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"default_status": "affirmed"})
+                  for p in target.present_phrases]
     for kind, phrases in lex.care.items():
         rules += [TargetRule(p, CARE_PREFIX + kind, pattern=_phrase_pattern(p, nlp)) for p in phrases]
     rules += [TargetRule("duration", DURATION, pattern=p) for p in _duration_patterns(lex.durations)]
     rules += [TargetRule("onset", ONSET, pattern=p) for p in _onset_patterns(lex.durations)]
     rules += [TargetRule(p, SYMPTOM, pattern=_phrase_pattern(p, nlp)) for p in lex.durations["symptoms"]]
+    rules += [TargetRule(p, NOT_A_FINDING, pattern=_phrase_pattern(p, nlp)) for p in lex.not_findings]
+    for concept, spec in lex.measurements.items():
+        rules += [TargetRule("reading", concept, pattern=p, metadata={"measurement": True})
+                  for p in _measurement_patterns(spec["words"], nlp)]
     matcher.add(rules)
     context = nlp.add_pipe("medspacy_context", config={"rules": None, "prune_on_target_overlap": True})
     modifiers = []
@@ -158,7 +231,10 @@ def _pipeline(path: str, version: str):
             modifiers.append(ConTextRule(str(literal), m["category"], direction=m["direction"],
                                          pattern=_phrase_pattern(str(literal), nlp), max_scope=m.get("max_scope"),
                                          terminated_by=set(m.get("terminated_by") or ()) or None,
-                                         allowed_types=set(m.get("allowed_types") or ()) or None))
+                                         allowed_types=set(m.get("allowed_types") or ()) or None,
+                                         excluded_types=set(m.get("excluded_types") or ()) or None,
+                                         on_modifies=next((f for k, f in _ON_MODIFIES.items() if m.get(k)),
+                                                          None)))
     context.add(modifiers)
     first_words = set()
     for r in rules:
@@ -215,13 +291,23 @@ def read(doc, lex: Lexicon) -> list[dict]:
     for sent in doc.sents:
         in_sent = [e for e in ents if e.start >= sent.start and e.end <= sent.end]
         for e in in_sent:
-            if e.label_ in (DURATION, ONSET, SYMPTOM):
+            if e.label_ in (DURATION, ONSET, SYMPTOM, NOT_A_FINDING):
                 continue
-            cue = next((m for c in STATUS_OF_CATEGORY for m in e._.modifiers if m.category == c), None)
+            meta = e._.target_rule.metadata or {}
+            if meta.get("measurement") and not _reading_counts(e, lex.measurements[e.label_]):
+                continue  # "T 37.2": a normal reading is no finding
+            cues = [m for m in e._.modifiers if not _outside_repeated_list(m, e, ents, doc)]
+            if e.label_.startswith(CARE_PREFIX):  # "no trauma, PT x 3 wks": the PT was done; "no PT yet" was not
+                cues = [m for m in cues if m.category != "NEGATED_EXISTENCE" or m.modifier_span[0] > e.start
+                        or not any(t.text == "," for t in doc[m.modifier_span[1]:e.start])]
+            if any(m.category == NOT_A_FINDING for m in cues):
+                continue  # "wt loss 5 kg (dieting)", "anxious re: cancer"
+            cue = next((m for c in STATUS_OF_CATEGORY for m in cues if m.category == c), None)
             target = lex.targets.get(e.label_)
             status = (STATUS_OF_CATEGORY[cue.category] if cue is not None
-                      else target.default_status if target is not None else "affirmed")
-            if (e._.target_rule.metadata or {}).get("negated"):
+                      else meta.get("default_status") or (target.default_status if target is not None
+                                                          else "affirmed"))
+            if meta.get("negated"):
                 status, cue = "negated", None  # "afebrile": a negated mention in one word
             kind = "care" if e.label_.startswith(CARE_PREFIX) else "finding"
             concept = e.label_.removeprefix(CARE_PREFIX)
@@ -249,31 +335,112 @@ def read(doc, lex: Lexicon) -> list[dict]:
             if days is None or following in ("old", "/", "-", "o", "yo", "y/o"):
                 continue  # "70 year old", "45 y/o": an age, not a duration
             ago = e.end < len(doc) and doc[e.end].lower_ == "ago"
+            if not ago:
+                care = _care_list(rows, doc, e, sent)
+                if care:  # "failed 6 wks of PT and NSAIDs", "PT/chiro x 2 months"
+                    for r in care:
+                        r["days"] = r["days"] if r["days"] is not None else days
+                    continue
             before = [r for r in rows if "_ent" in r and r["_ent"].end <= e.start and r["_ent"].sent == sent
-                      and r["kind"] in ("finding", "care")]
+                      and r["kind"] == "finding"]
             symptoms_before = [x for x in in_sent if x.label_ == SYMPTOM and x.end <= e.start]
-            after = [r for r in rows if "_ent" in r and r["_ent"].start >= e.end and r["_ent"].sent == sent
-                     and r["kind"] in ("finding", "care")]
             nearest = max(before, key=lambda r: r["_ent"].end) if before else None
             if symptoms_before and (nearest is None or symptoms_before[-1].end > nearest["_ent"].end):
                 nearest = None  # "LBP x 10 wks": the duration is the symptom's
-            elif nearest is None and after and after[0]["kind"] == "care":
-                nearest = after[0]  # "6 weeks of PT"
-            if nearest is not None and nearest["kind"] == "care" and not ago:
-                if nearest["days"] is None:
-                    nearest["days"] = days
-            elif nearest is not None and nearest["kind"] == "finding" and ago:
-                nearest["days_ago"] = days  # "fall 3 weeks ago"
-            elif nearest is not None and nearest["kind"] == "finding" and nearest["concept"] not in SYMPTOM_CONCEPTS:
-                pass  # "on prednisone for 2 years": the finding's own duration, not the back pain's
-            elif symptom_days is None:
+            episode = False  # does this duration date the current pain?
+            if ago:
+                if nearest is not None:
+                    nearest["days_ago"] = days  # "fall 3 weeks ago"
+                event = nearest is not None and nearest["concept"] in EVENT_CONCEPTS
+                cue_before = {t.lower_ for t in doc[max(sent.start, e.start - 3):e.start]}
+                dated_from = symptoms_before and any(t.lower_ in ("after", "since")
+                                                     for t in doc[symptoms_before[0].end:e.start])
+                episode = (event and days < 365) or bool(cue_before & ONSET_WORDS) or bool(dated_from)
+            elif nearest is None or nearest["concept"] in SYMPTOM_CONCEPTS | EVENT_CONCEPTS:
+                episode = True  # "LBP x 3 wks", "sciatica x 2 mo", "injury at work, 2 wks"
+            # else "on prednisone for 2 years": the finding's own duration, not the back pain's
+            if episode and symptom_days is None:
                 symptom_days = days
                 rows.append({"kind": "symptom_duration", "concept": "symptom_duration", "phrase": e.text,
                              "quote": e.text, "span_start": e.start_char, "span_end": e.end_char, "status": "affirmed", "days": days,
                              "days_ago": None, "onset_month": None})
     for r in rows:
+        target = lex.targets.get(r["concept"]) if r["kind"] == "finding" else None
+        if (target is not None and target.historical_after_days and r["status"] == "affirmed"
+                and (r["days_ago"] or 0) >= target.historical_after_days):
+            r["status"] = "historical"  # "fell 2 yrs ago": not this episode's injury
+    return _merge_adjacent(rows, doc)
+
+
+def _care_list(rows: list[dict], doc, duration, sent) -> list[dict]:
+    """The care items a duration belongs to: the list right after it ("6 wks of PT and NSAIDs", "failed 2 months
+    PT/chiro") or right before it ("PT x 3 wks", "PT and NSAIDs x 8 weeks"); empty when none is adjacent."""
+    care = sorted((r for r in rows if r.get("_ent") is not None and r["kind"] == "care" and r["_ent"].sent == sent),
+                  key=lambda r: r["_ent"].start)
+
+    def chain(first: int, step: int) -> list[dict]:
+        out = [care[first]]
+        k = first + step
+        while 0 <= k < len(care):
+            a, b = (out[-1], care[k]) if step > 0 else (care[k], out[-1])
+            gap = doc[a["_ent"].end:b["_ent"].start]
+            if len(gap) > 2 or any(t.lower_ not in CARE_JOINERS for t in gap):
+                break
+            out.append(care[k])
+            k += step
+        return out
+
+    after = next((k for k, r in enumerate(care) if r["_ent"].start >= duration.end), None)
+    if after is not None:
+        gap = doc[duration.end:care[after]["_ent"].start]
+        if len(gap) <= 1 and all(t.lower_ in ("of", "with", "w/") for t in gap):
+            return chain(after, 1)
+    before = next((k for k in range(len(care) - 1, -1, -1) if care[k]["_ent"].end <= duration.start), None)
+    if before is not None:
+        gap = doc[care[before]["_ent"].end:duration.start]
+        if len(gap) <= 2 and all(t.lower_ in ("for", "x", "of", "trial", "failed", "ongoing", "over") for t in gap):
+            return chain(before, -1)
+    return []
+
+
+def _outside_repeated_list(modifier, ent, ents, doc) -> bool:
+    """In "no saddle anesthesia, no incontinence, pain down L leg" each item brings its own 'no', so the last
+    'no' does not reach across the comma to the item after it; in "no fever, chills or weight loss" a single
+    cue heads the whole list and does."""
+    if modifier.category != "NEGATED_EXISTENCE" or modifier.direction == "BACKWARD":
+        return False
+    start, end = modifier.modifier_span
+    if ent.start < end or not any(t.text == "," for t in doc[end:ent.start]):
+        return False
+    commas = [t.i for t in doc[ent.sent.start:start] if t.text == ","]
+    if not commas:
+        return False
+    # the list item just before this cue ("no saddle anesthesia"): did it bring its own negation?
+    item_start, item_end = (commas[-2] + 1 if len(commas) > 1 else ent.sent.start), commas[-1]
+    return any(m.category == "NEGATED_EXISTENCE" and item_start <= m.modifier_span[0] < item_end
+               for x in ents if item_start <= x.start and x.end <= item_end for m in x._.modifiers)
+
+
+
+
+def _merge_adjacent(rows: list[dict], doc) -> list[dict]:
+    """One mention for one phrase: 'Spinal fusion hardware', 'metastatic prostate ca', 'WEAKNESS 4/5' are one
+    finding each, not two (same concept and status, nothing but spaces between them)."""
+    out: list[dict] = []
+    for r in rows:
         r.pop("_ent", None)
-    return rows
+        prev = out[-1] if out else None
+        if (prev is not None and r["kind"] == prev["kind"] == "finding" and r["concept"] == prev["concept"]
+                and r["status"] == prev["status"] and r["span_start"] >= prev["span_end"]):
+            if not doc.text[prev["span_end"]:r["span_start"]].strip():
+                prev["phrase"] = doc.text[prev["span_start"]:r["span_end"]]
+                if prev["quote"].endswith(doc.text[prev["span_start"]:prev["span_end"]]):
+                    prev["quote"] = prev["quote"] + doc.text[prev["span_end"]:r["span_end"]]
+                prev["span_end"] = r["span_end"]
+                prev["days_ago"] = prev["days_ago"] or r["days_ago"]
+                continue
+        out.append(r)
+    return out
 
 
 def _month_number(word: str, durations: dict) -> int | None:
