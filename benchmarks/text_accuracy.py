@@ -1,8 +1,8 @@
 """Accuracy of the text stage on the annotated corpus (tests/corpus/indications/annotated.jsonl): per concept,
 precision and recall of findings with their status, and of symptom durations and care durations.
 
-    python -m benchmarks.text_accuracy [--corpus heldout] [--json benchmarks/text_accuracy.json]
-    (then python -m benchmarks.report; --json writes both corpora)
+    python -m benchmarks.text_accuracy [--corpus heldout|validation] [--json benchmarks/text_accuracy.json]
+    (then python -m benchmarks.report; --json writes all three corpora)
 
 A predicted finding is correct when it overlaps an annotated mention of the same concept and carries the same
 status (affirmed, negated, hypothetical, uncertain, family, historical). Precision = correct / predicted,
@@ -20,7 +20,9 @@ from pathlib import Path
 
 CORPORA = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "indications"
 CORPUS = CORPORA / "annotated.jsonl"  # development: the lexicon was tuned on it
-HELDOUT = CORPORA / "heldout.jsonl"  # written separately, never used for tuning
+HELDOUT = CORPORA / "heldout.jsonl"  # written separately; lexicon 1.1.0 was tuned on it too
+VALIDATION = CORPORA / "validation.jsonl"  # written by a third annotator after the tuning; never tuned on
+CORPUS_FILES = {"development": CORPUS, "heldout": HELDOUT, "validation": VALIDATION}
 CORPUS_CONCEPT = {
     "hiv": "immunosuppression", "organ_transplant": "immunosuppression", "immunodeficiency": "immunosuppression",
     "immunosuppressant_use": "immunosuppression", "lumbar_surgery": "spine_surgery",
@@ -109,9 +111,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures (without the errors) here")
     parser.add_argument("--errors", type=int, default=0, help="print this many errors")
-    parser.add_argument("--corpus", choices=["development", "heldout"], default="development")
+    parser.add_argument("--corpus", choices=list(CORPUS_FILES), default="development")
     args = parser.parse_args(argv)
-    result = evaluate(load_corpus(HELDOUT if args.corpus == "heldout" else CORPUS))
+    result = evaluate(load_corpus(CORPUS_FILES[args.corpus]))
     print(f"{result['texts']} texts")
     print(f"{'concept':24} {'mentions':>8} {'predicted':>9} {'correct':>7} {'precision':>9} {'recall':>6}")
     for c, m in result["concepts"].items():
@@ -124,8 +126,8 @@ def main(argv=None) -> int:
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         figures = {"lexicon": load_lexicon().version}
-        for name, path in (("development", CORPUS), ("heldout", HELDOUT)):
-            r = result if path == (HELDOUT if args.corpus == "heldout" else CORPUS) else evaluate(load_corpus(path))
+        for name, path in CORPUS_FILES.items():
+            r = result if name == args.corpus else evaluate(load_corpus(path))
             figures[name] = {k: v for k, v in r.items() if k != "errors"}
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0

@@ -77,12 +77,66 @@ STATUS_CASES = [
     ("denies fever but has weight loss", "weight_loss", "affirmed"),  # "but" ends the negation
     ("no fever; weight loss", "weight_loss", "affirmed"),  # so does a semicolon
     ("s/p BMT, febrile", "fever", "affirmed"),  # a history cue does not reach past its words
+    # template answers: 'no' answers the item before it at a clause end, heads what follows otherwise
+    ("Fever - no; wt loss - yes", "fever", "negated"),
+    ("Red flags: no CES sx, no fever", "cauda_equina", "negated"),
+    ("PACEMAKER: NO  ICD: YES", "mri_contraindication", "negated"),  # a run of spaces ends a template cell
+    ("FEVER - NO. WT LOSS - NO.", "weight_loss", "negated"),
+    ("Trauma: N", "spinal_trauma", "negated"),
+    ("SADDLE ANESTHESIA - DENIES.", "cauda_equina", "negated"),
+    ("Cancer hx: Y", "cancer", "historical"),  # 'hx:' after the item labels it
+    ("Hx: breast cancer", "cancer", "historical"),  # 'Hx:' heading a clause dates what follows
+    # a list whose items bring their own 'no' ends at the first item without one
+    ("no saddle anesthesia, no incontinence, pain down L leg", "neurological_symptoms", "affirmed"),
+    ("denies trauma, fever, weight loss, hx of cancer, IVDU", "iv_drug_use", "negated"),
+    ("not on meds, LBP & fevers", "fever", "affirmed"),  # 'not' negates its own phrase
+    ("no trauma, FHx osteoporosis", "osteoporosis", "family"),  # a family cue starts a new item
+    ("afebrile, no neuro deficit, r/o discitis", "spinal_infection", "hypothetical"),
+    # the reason for a rule-out is not ruled out
+    ("r/o fracture after trauma", "spinal_trauma", "affirmed"),
+    ("r/o malignancy given weight loss", "weight_loss", "affirmed"),
+    ("suspected spinal mets from RCC", "cancer", "affirmed"),
+    ("Eval CES.", "cauda_equina", "hypothetical"),
+    ("microdiscectomy scheduled", "lumbar_surgery", "hypothetical"),
+    ("Pre-op planning for L4-5 TLIF", "lumbar_surgery", "hypothetical"),  # the dash in L4-5 is no break
+    ("go to ED if saddle numbness, urinary retention, or leg weakness", "motor_deficit", "hypothetical"),
+    # a history ends where the present begins
+    ("hx renal transplant on tacrolimus", "immunosuppressant_use", "affirmed"),
+    ("hx renal transplant on tacrolimus", "organ_transplant", "historical"),
+    ("IVDU hx, febrile", "iv_drug_use", "historical"),
+    ("PMH osteoporosis", "osteoporosis", "affirmed"),  # a heading is not a date
+    ("Hardware in lumbar spine", "spine_surgery_site_unspecified", "affirmed"),  # what an operation left
+    ("s/p MVC last week, neck pain", "spinal_trauma", "affirmed"),  # this episode's injury
+    ("fell 2 yrs ago", "spinal_trauma", "historical"),  # dated a year or more back
+    ("fell 11 months ago", "spinal_trauma", "affirmed"),
+    ("disc protrusion on MRI 5 yrs ago", "disc_herniation", "historical"),
+    ("Lung ca dx 6 mo ago", "cancer", "affirmed"),
+    ("Allergies: iodinated contrast (anaphylaxis)", "contrast_allergy", "affirmed"),
+    ("MRI L-spine w/ and w/o contrast, post laminectomy", "lumbar_surgery", "historical"),  # protocol, no 'w/o'
+    ("Never on bisphosphonates", "osteoporosis", "negated"),
 ]
 
 
 @pytest.mark.parametrize(("text", "concept", "status"), STATUS_CASES, ids=[t for t, _, _ in STATUS_CASES])
 def test_each_status(text, concept, status):
     assert (concept, status) in findings(text), findings(text)
+
+
+@pytest.mark.parametrize(("text", "concept"), [
+    ("wt loss 5 kg (dieting)", "weight_loss"), ("pt anxious re: cancer", "cancer"),
+    ("undergoing radiation for lung ca", "neurological_symptoms"), ("HIGH FALL RISK", "spinal_trauma"),
+    ("LBP after 8 wks of oral steroids", "long_term_steroids"),  # a steroid course is a medication tried
+])
+def test_what_is_not_a_finding(text, concept):
+    assert concept not in {c for c, _ in findings(text)}, findings(text)
+
+
+@pytest.mark.parametrize(("text", "fever"), [
+    ("T 38.0, LBP", True), ("Temp 37.9, LBP", False), ("Tmax 100.4F", True), ("Tmax 100.3F", False),
+    ("temp: 39", True), ("T 101", True), ("T 99", False),
+])
+def test_a_temperature_is_a_fever_from_38_celsius(text, fever):
+    assert (("fever", "affirmed") in findings(text)) is fever, findings(text)
 
 
 # --- durations and onset ------------------------------------------------------------------------------------
@@ -94,12 +148,19 @@ def _rows(text, kind):
 @pytest.mark.parametrize(("text", "days"), [
     ("LBP x 10 weeks", 70), ("low back pain 3 mo", 90), ("LBP x3wks", 21), ("sciatica for 2 days", 2),
     ("neck pain x 1 yr", 365), ("back pain, a week", 7),
+    ("low back pain x 6-8 weeks", 42),  # a range takes its lower bound
+    ("LBP after MVC 6 wks ago", 42), ("Thrown from horse 5 days ago", 5),  # the injury dates the episode
+    ("Lower back pain since a fall 3 weeks ago", 21), ("onset 2 weeks ago, leg weakness", 14),
+    ("presents with 2 wks LBP", 14), ("Low grade fevers x 1 wk with back pain", 7),
 ])
 def test_symptom_duration(text, days):
     assert [r["days"] for r in _rows(text, "symptom_duration")] == [days]
 
 
-@pytest.mark.parametrize("text", ["70 year old with fever", "45 y/o F", "on prednisone for 2 years"])
+@pytest.mark.parametrize("text", ["70 year old with fever", "45 y/o F", "on prednisone for 2 years",
+                                  "LBP in 70M with weight loss",  # age and sex, not 70 months
+                                  "Prior MRI (3 yrs ago) showed protrusion", "fell 2 yrs ago",  # a remote date
+                                  "failed 6 wks PT"])  # a care course's length
 def test_what_is_not_a_symptom_duration(text):
     assert _rows(text, "symptom_duration") == []
 
@@ -107,9 +168,21 @@ def test_what_is_not_a_symptom_duration(text):
 @pytest.mark.parametrize(("text", "kind", "days"), [
     ("failed 6 wks PT", "physical_therapy", 42), ("3 months of NSAIDs without relief", "medication", 90),
     ("chiropractic x 8 weeks", "chiropractic", 56), ("tried PT", "physical_therapy", None),
+    ("Cervicalgia x 6 wks despite NSAIDs", "medication", None),  # the pain's duration, not the drug's
+    ("no trauma, PT x 3 wks", "physical_therapy", 21),  # a negation before the comma does not reach the PT
 ])
 def test_care_and_its_duration(text, kind, days):
     assert [(r["concept"], r["days"]) for r in _rows(text, "care")] == [(kind, days)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("failed 6 wks of PT and NSAIDs", [("physical_therapy", 42), ("medication", 42)]),
+    ("Failed PT and NSAIDs x 8 weeks", [("physical_therapy", 56), ("medication", 56)]),
+    ("failed 2 months PT/chiro", [("physical_therapy", 60), ("chiropractic", 60)]),
+    ("3 months of NSAIDs and 6 weeks of physical therapy", [("medication", 90), ("physical_therapy", 42)]),
+])
+def test_a_duration_applies_to_the_care_list_it_sits_by(text, expected):
+    assert sorted((r["concept"], r["days"]) for r in _rows(text, "care")) == sorted(expected)
 
 
 def test_care_not_tried_is_negated():
@@ -205,10 +278,12 @@ def test_each_text_is_parsed_once_per_lexicon_version(tmp_path):
                     ("R3", "motor_deficit", "affirmed", True), ("R4", "motor_deficit", "affirmed", True)]
 
 
-@pytest.mark.parametrize(("corpus", "floor"), [("annotated.jsonl", 0.90), ("heldout.jsonl", 0.80)])
+@pytest.mark.parametrize(("corpus", "floor"), [("annotated.jsonl", 0.96), ("heldout.jsonl", 0.93),
+                                               ("validation.jsonl", 0.89)])
 def test_the_annotated_corpora_stay_above_their_floor(corpus, floor):
-    """Regression floors (figures in benchmarks/RESULTS.md: development 0.916 / 0.933, held-out 0.858 / 0.832,
-    lexicon 1.0.0): micro precision and recall of findings with the right status."""
+    """Regression floors a little under the figures in benchmarks/RESULTS.md (lexicon 1.1.0: development
+    0.980 / 0.983, held-out 0.956 / 0.957, validation, never tuned on, 0.945 / 0.907): micro precision and recall
+    of findings with the right status."""
     from benchmarks.text_accuracy import CORPORA, evaluate, load_corpus
 
     result = evaluate(load_corpus(CORPORA / corpus))

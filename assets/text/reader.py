@@ -36,7 +36,7 @@ CARE_PREFIX = "CARE:"
 SYMPTOM_CONCEPTS = {"neurological_symptoms", "motor_deficit", "cauda_equina", "disc_herniation", "fever"}
 # Concepts that are an event which starts an episode: "MVC 6 wks ago", "fall 3 days ago" date the pain.
 EVENT_CONCEPTS = {"spinal_trauma"}
-ONSET_WORDS = {"onset", "started", "began", "starting", "since", "beginning"}
+ONSET_WORDS = {"onset", "started", "began", "starting", "since", "beginning", "until", "developed"}
 # Words that join care items into one list a duration applies to ("PT and NSAIDs x 8 weeks").
 CARE_JOINERS = {"and", "or", "&", "/", ",", "+", "plus", "w/", "with"}
 
@@ -99,8 +99,9 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
                                   spec.get("historical_after_days"))
     valid = set(STATUS_OF_CATEGORY) | set(BREAK_CATEGORIES) | {"TERMINATE", "PSEUDO", NOT_A_FINDING}
     for i, m in enumerate(data["modifiers"], start=1):
-        if m.get("category") not in valid or not m.get("literals"):
-            raise ValueError(f"{path}: modifier {i} needs a category ({', '.join(sorted(valid))}) and literals")
+        if m.get("category") not in valid or not (m.get("literals") or m.get("patterns")):
+            raise ValueError(f"{path}: modifier {i} needs a category ({', '.join(sorted(valid))}) and literals "
+                             "or patterns")
     measurements = data.get("measurements") or {}
     for concept, spec in measurements.items():
         if concept not in targets or not spec.get("words") or "celsius_at_least" not in spec:
@@ -177,12 +178,20 @@ def _at_clause_end(target, modifier, between) -> bool:
     clause ("Fever: no;"); in "Red flags: no CES" the 'no' heads what follows. A colon after the cue makes it a
     heading ("Hx: breast cancer"), so it looks forward."""
     doc = modifier.doc
-    return modifier.end >= len(doc) or (doc[modifier.end].is_punct and doc[modifier.end].text != ":")
+    if modifier.end >= len(doc) or modifier[-1].text.endswith("."):  # "NO." is one token
+        return True
+    nxt = doc[modifier.end]
+    return (nxt.is_punct and nxt.text != ":") or nxt.is_space  # a run of spaces separates template cells
 
 
 def _answer_or_head(target, modifier, between) -> bool:
     """'no' at a clause end answers the item before it ("Fever - no;"); elsewhere it heads what follows."""
+    doc = modifier.doc
     at_end = _at_clause_end(target, modifier, between)
+    starts_clause = modifier.start == 0 or modifier[0].is_sent_start or doc[modifier.start - 1].is_punct \
+        or doc[modifier.start - 1].is_space
+    if not at_end and modifier.end < len(doc) and doc[modifier.end].text == ":" and not starts_clause:
+        at_end = True  # "Cancer hx: Y": a label of the item before it, not a heading
     return at_end != (target.start >= modifier.end)
 
 
@@ -218,7 +227,6 @@ def _pipeline(path: str, version: str):
         rules += [TargetRule(p, CARE_PREFIX + kind, pattern=_phrase_pattern(p, nlp)) for p in phrases]
     rules += [TargetRule("duration", DURATION, pattern=p) for p in _duration_patterns(lex.durations)]
     rules += [TargetRule("onset", ONSET, pattern=p) for p in _onset_patterns(lex.durations)]
-    rules += [TargetRule(p, SYMPTOM, pattern=_phrase_pattern(p, nlp)) for p in lex.durations["symptoms"]]
     rules += [TargetRule(p, NOT_A_FINDING, pattern=_phrase_pattern(p, nlp)) for p in lex.not_findings]
     for concept, spec in lex.measurements.items():
         rules += [TargetRule("reading", concept, pattern=p, metadata={"measurement": True})
@@ -227,9 +235,11 @@ def _pipeline(path: str, version: str):
     context = nlp.add_pipe("medspacy_context", config={"rules": None, "prune_on_target_overlap": True})
     modifiers = []
     for m in lex.modifiers:
-        for literal in m["literals"]:
-            modifiers.append(ConTextRule(str(literal), m["category"], direction=m["direction"],
-                                         pattern=_phrase_pattern(str(literal), nlp), max_scope=m.get("max_scope"),
+        cues = [(str(lit), _phrase_pattern(str(lit), nlp)) for lit in m.get("literals") or ()]
+        cues += [(f"pattern {k}", list(pattern)) for k, pattern in enumerate(m.get("patterns") or ())]
+        for literal, pattern in cues:
+            modifiers.append(ConTextRule(literal, m["category"], direction=m["direction"],
+                                         pattern=pattern, max_scope=m.get("max_scope"),
                                          terminated_by=set(m.get("terminated_by") or ()) or None,
                                          allowed_types=set(m.get("allowed_types") or ()) or None,
                                          excluded_types=set(m.get("excluded_types") or ()) or None,
@@ -243,11 +253,18 @@ def _pipeline(path: str, version: str):
             for key in ("LOWER", "TEXT"):
                 if isinstance(first.get(key), str):
                     first_words.add(first[key].lower())
-    return nlp, lex, frozenset(first_words)
+    # Symptom words ("LBP", "neck pain") only anchor durations; matched apart from the targets so that an
+    # overlap never hides a finding ("Neck pain radiating to R arm").
+    from spacy.matcher import Matcher
+
+    symptoms = Matcher(nlp.vocab)
+    symptoms.add(SYMPTOM, [_phrase_pattern(p, nlp) for p in lex.durations["symptoms"]])
+    first_words |= {p.split()[0].lower() for p in lex.durations["symptoms"]}
+    return nlp, lex, frozenset(first_words), symptoms
 
 
 def pipeline(lexicon_path: Path | None = None):
-    """(nlp, lexicon, words that can start a match) for the lexicon at `lexicon_path`."""
+    """(nlp, lexicon, words that can start a match, symptom matcher) for the lexicon at `lexicon_path`."""
     path = Path(lexicon_path or LEXICON_PATH)
     return _pipeline(str(path), load_lexicon(path).version)
 
@@ -282,16 +299,19 @@ def _duration_days(span_text: str, durations: dict) -> int | None:
     return int(round(value * unit_days))
 
 
-def read(doc, lex: Lexicon) -> list[dict]:
+def read(doc, lex: Lexicon, symptoms=None) -> list[dict]:
     """The rows of one parsed text: findings, care, symptom duration and onset (see `parse_texts`)."""
+    from spacy.util import filter_spans
+
     rows: list[dict] = []
     ents = list(doc.ents)
+    symptom_spans = filter_spans([doc[a:b] for _, a, b in symptoms(doc)]) if symptoms is not None else []
     durations = lex.durations
     symptom_days = None
     for sent in doc.sents:
         in_sent = [e for e in ents if e.start >= sent.start and e.end <= sent.end]
         for e in in_sent:
-            if e.label_ in (DURATION, ONSET, SYMPTOM, NOT_A_FINDING):
+            if e.label_ in (DURATION, ONSET, NOT_A_FINDING):
                 continue
             meta = e._.target_rule.metadata or {}
             if meta.get("measurement") and not _reading_counts(e, lex.measurements[e.label_]):
@@ -343,7 +363,9 @@ def read(doc, lex: Lexicon) -> list[dict]:
                     continue
             before = [r for r in rows if "_ent" in r and r["_ent"].end <= e.start and r["_ent"].sent == sent
                       and r["kind"] == "finding"]
-            symptoms_before = [x for x in in_sent if x.label_ == SYMPTOM and x.end <= e.start]
+            symptoms_before = [x for x in symptom_spans if x.start >= sent.start and x.end <= e.start]
+            symptom_after = next((x for x in symptom_spans if e.end <= x.start <= e.end + 3 and x.end <= sent.end
+                                  and all(t.is_alpha for t in doc[e.end:x.start])), None)
             nearest = max(before, key=lambda r: r["_ent"].end) if before else None
             if symptoms_before and (nearest is None or symptoms_before[-1].end > nearest["_ent"].end):
                 nearest = None  # "LBP x 10 wks": the duration is the symptom's
@@ -351,12 +373,13 @@ def read(doc, lex: Lexicon) -> list[dict]:
             if ago:
                 if nearest is not None:
                     nearest["days_ago"] = days  # "fall 3 weeks ago"
-                event = nearest is not None and nearest["concept"] in EVENT_CONCEPTS
-                cue_before = {t.lower_ for t in doc[max(sent.start, e.start - 3):e.start]}
+                event = (nearest is not None and nearest["concept"] in EVENT_CONCEPTS
+                         and nearest["status"] == "affirmed")
+                cue_before = {t.lower_ for t in doc[max(sent.start, e.start - 5):e.start]}
                 dated_from = symptoms_before and any(t.lower_ in ("after", "since")
                                                      for t in doc[symptoms_before[0].end:e.start])
                 episode = (event and days < 365) or bool(cue_before & ONSET_WORDS) or bool(dated_from)
-            elif nearest is None or nearest["concept"] in SYMPTOM_CONCEPTS | EVENT_CONCEPTS:
+            elif symptom_after is not None or nearest is None or nearest["concept"] in SYMPTOM_CONCEPTS | EVENT_CONCEPTS:
                 episode = True  # "LBP x 3 wks", "sciatica x 2 mo", "injury at work, 2 wks"
             # else "on prednisone for 2 years": the finding's own duration, not the back pain's
             if episode and symptom_days is None:
@@ -369,7 +392,9 @@ def read(doc, lex: Lexicon) -> list[dict]:
         if (target is not None and target.historical_after_days and r["status"] == "affirmed"
                 and (r["days_ago"] or 0) >= target.historical_after_days):
             r["status"] = "historical"  # "fell 2 yrs ago": not this episode's injury
-    return _merge_adjacent(rows, doc)
+    for r in rows:
+        r.pop("_ent", None)
+    return rows
 
 
 def _care_list(rows: list[dict], doc, duration, sent) -> list[dict]:
@@ -423,26 +448,6 @@ def _outside_repeated_list(modifier, ent, ents, doc) -> bool:
 
 
 
-def _merge_adjacent(rows: list[dict], doc) -> list[dict]:
-    """One mention for one phrase: 'Spinal fusion hardware', 'metastatic prostate ca', 'WEAKNESS 4/5' are one
-    finding each, not two (same concept and status, nothing but spaces between them)."""
-    out: list[dict] = []
-    for r in rows:
-        r.pop("_ent", None)
-        prev = out[-1] if out else None
-        if (prev is not None and r["kind"] == prev["kind"] == "finding" and r["concept"] == prev["concept"]
-                and r["status"] == prev["status"] and r["span_start"] >= prev["span_end"]):
-            if not doc.text[prev["span_end"]:r["span_start"]].strip():
-                prev["phrase"] = doc.text[prev["span_start"]:r["span_end"]]
-                if prev["quote"].endswith(doc.text[prev["span_start"]:prev["span_end"]]):
-                    prev["quote"] = prev["quote"] + doc.text[prev["span_end"]:r["span_end"]]
-                prev["span_end"] = r["span_end"]
-                prev["days_ago"] = prev["days_ago"] or r["days_ago"]
-                continue
-        out.append(r)
-    return out
-
-
 def _month_number(word: str, durations: dict) -> int | None:
     months = list(durations["months"])
     if word not in months:
@@ -457,9 +462,9 @@ def parse_texts(texts: list[str], lexicon_path: Path | None = None, batch_size: 
     and span_end (character offsets), status (affirmed, negated, hypothetical, uncertain, family, historical),
     days (care or symptom duration, or how far back an onset lies), days_ago (a finding dated by "... ago"),
     onset_month (1-12 for "since March"). Texts with no word that can start a match are not parsed."""
-    nlp, lex, first_words = pipeline(lexicon_path)
+    nlp, lex, first_words, symptoms = pipeline(lexicon_path)
     out: list[list[dict]] = [[] for _ in texts]
     todo = [i for i, t in enumerate(texts) if t and may_match(t, first_words)]
     for i, doc in zip(todo, nlp.pipe((texts[i] for i in todo), batch_size=batch_size)):
-        out[i] = read(doc, lex)
+        out[i] = read(doc, lex, symptoms)
     return out
