@@ -49,6 +49,7 @@ class Target:
     source: str = ""
     negated_phrases: tuple[str, ...] = ()  # words that are a negated mention by themselves ("afebrile")
     present_phrases: tuple[str, ...] = ()  # phrases affirmed when no cue qualifies them ("hardware")
+    patterns: tuple = ()  # spaCy token patterns for word orders a phrase list cannot spell ("reflexes absent")
     default_status: str = "affirmed"  # the status of a mention no cue qualifies (an operation: historical)
     historical_after_days: int | None = None  # a mention dated at least this long ago is historical
 
@@ -95,6 +96,7 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
         targets[concept] = Target(concept, bool(spec["history_counts"]), phrases, str(spec.get("source", "")),
                                   tuple(str(p) for p in spec.get("negated_phrases") or ()),
                                   tuple(str(p) for p in spec.get("present_phrases") or ()),
+                                  tuple(spec.get("patterns") or ()),
                                   str(spec.get("default_status", "affirmed")),
                                   spec.get("historical_after_days"))
     valid = set(STATUS_OF_CATEGORY) | set(BREAK_CATEGORIES) | {"TERMINATE", "PSEUDO", NOT_A_FINDING}
@@ -114,11 +116,22 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
 
 # --- the medspaCy pipeline -----------------------------------------------------------------------------------
 
-def _phrase_pattern(phrase: str, nlp) -> list[dict]:
-    """Token pattern for a lexicon phrase: lower-case match, or exact case when the phrase has capitals."""
+def _plural(word: str) -> str:
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("x", "ch", "sh")) else "s")
+
+
+def _phrase_pattern(phrase: str, nlp, plural: bool = False) -> list[dict]:
+    """Token pattern for a lexicon phrase: lower-case match, or exact case when the phrase has capitals. With
+    `plural`, a last word of four or more letters also matches its plural ("surgeries", "injuries")."""
     key = "TEXT" if phrase != phrase.lower() else "LOWER"
     words = [t.text if key == "TEXT" else t.lower_ for t in nlp.make_doc(phrase)]
-    return [{key: w} for w in words]
+    pattern = [{key: w} for w in words]
+    last = words[-1]
+    if plural and key == "LOWER" and last.isalpha() and len(last) >= 4 and not last.endswith("s"):
+        pattern[-1] = {"LOWER": {"IN": [last, _plural(last)]}}
+    return pattern
 
 
 def _duration_patterns(durations: dict) -> list[list[dict]]:
@@ -218,7 +231,9 @@ def _pipeline(path: str, version: str):
     matcher = nlp.add_pipe("medspacy_target_matcher")
     rules = []
     for concept, target in lex.targets.items():
-        rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp)) for p in target.phrases]
+        rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp, plural=True)) for p in target.phrases]
+        rules += [TargetRule(f"{concept} pattern {k}", concept, pattern=list(pattern))
+                  for k, pattern in enumerate(target.patterns)]
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"negated": True})
                   for p in target.negated_phrases]
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"default_status": "affirmed"})
@@ -246,36 +261,61 @@ def _pipeline(path: str, version: str):
                                          on_modifies=next((f for k, f in _ON_MODIFIES.items() if m.get(k)),
                                                           None)))
     context.add(modifiers)
-    first_words = set()
-    for r in rules:
-        if r.pattern and isinstance(r.pattern, list):
-            first = r.pattern[0]
-            for key in ("LOWER", "TEXT"):
-                if isinstance(first.get(key), str):
-                    first_words.add(first[key].lower())
+    first_tokens = _FirstTokens.of([r.pattern for r in rules if isinstance(r.pattern, list) and r.pattern])
     # Symptom words ("LBP", "neck pain") only anchor durations; matched apart from the targets so that an
     # overlap never hides a finding ("Neck pain radiating to R arm").
     from spacy.matcher import Matcher
 
     symptoms = Matcher(nlp.vocab)
     symptoms.add(SYMPTOM, [_phrase_pattern(p, nlp) for p in lex.durations["symptoms"]])
-    first_words |= {p.split()[0].lower() for p in lex.durations["symptoms"]}
-    return nlp, lex, frozenset(first_words), symptoms
+    return nlp, lex, first_tokens, symptoms
 
 
 def pipeline(lexicon_path: Path | None = None):
-    """(nlp, lexicon, words that can start a match, symptom matcher) for the lexicon at `lexicon_path`."""
+    """(nlp, lexicon, the tokens that can start a match, symptom matcher) for the lexicon at `lexicon_path`."""
     path = Path(lexicon_path or LEXICON_PATH)
     return _pipeline(str(path), load_lexicon(path).version)
 
 
-_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def may_match(text: str, first_words: frozenset) -> bool:
-    """Cheap pre-filter: False when no word of the text can start any lexicon match (nothing to parse)."""
-    return any(w.lower() in first_words for w in _WORD.findall(text)) or bool(re.search(r"\d", text))
+@dataclass(frozen=True)
+class _FirstTokens:
+    """What the first token of some target, care or duration pattern can be: words, regular expressions, a
+    number, or anything (a pattern that starts with a wildcard)."""
+    words: frozenset
+    regexes: tuple
+    number: bool
+    anything: bool
+
+    @classmethod
+    def of(cls, patterns: list[list[dict]]) -> "_FirstTokens":
+        words, regexes, number, anything = set(), [], False, False
+        for pattern in patterns:
+            first = pattern[0]
+            value = first.get("LOWER", first.get("TEXT"))
+            if isinstance(value, str):
+                words.add(value.lower())
+            elif isinstance(value, dict) and "IN" in value:
+                words |= {str(v).lower() for v in value["IN"]}
+            elif isinstance(value, dict) and "REGEX" in value:
+                regexes.append(re.compile(value["REGEX"], re.IGNORECASE))
+            elif first.get("LIKE_NUM"):
+                number = True
+            else:
+                anything = True
+        return cls(frozenset(words), tuple(regexes), number, anything)
+
+    def may_start(self, token) -> bool:
+        return (self.anything or token.lower_ in self.words or (self.number and token.like_num)
+                or any(r.search(token.text) for r in self.regexes))
+
+
+def may_match(text: str, first: _FirstTokens, tokenizer) -> bool:
+    """Cheap pre-filter (the tokenizer only): False when no token of the text can start any lexicon match, so
+    the text holds nothing to find and is not parsed."""
+    return any(first.may_start(t) for t in tokenizer(text))
 
 
 def _duration_days(span_text: str, durations: dict) -> int | None:
@@ -313,6 +353,8 @@ def read(doc, lex: Lexicon, symptoms=None) -> list[dict]:
         for e in in_sent:
             if e.label_ in (DURATION, ONSET, NOT_A_FINDING):
                 continue
+            if e.end < len(doc) and doc[e.end].lower_ in ("n't", "n’t"):
+                continue  # "can't walk" is split "ca" + "n't": not a cancer
             meta = e._.target_rule.metadata or {}
             if meta.get("measurement") and not _reading_counts(e, lex.measurements[e.label_]):
                 continue  # "T 37.2": a normal reading is no finding
@@ -461,10 +503,10 @@ def parse_texts(texts: list[str], lexicon_path: Path | None = None, batch_size: 
     concept, a care kind, symptom_duration or symptom_onset), phrase (the words matched, as written), span_start
     and span_end (character offsets), status (affirmed, negated, hypothetical, uncertain, family, historical),
     days (care or symptom duration, or how far back an onset lies), days_ago (a finding dated by "... ago"),
-    onset_month (1-12 for "since March"). Texts with no word that can start a match are not parsed."""
-    nlp, lex, first_words, symptoms = pipeline(lexicon_path)
+    onset_month (1-12 for "since March"). Texts with no token that can start a match are not parsed."""
+    nlp, lex, first_tokens, symptoms = pipeline(lexicon_path)
     out: list[list[dict]] = [[] for _ in texts]
-    todo = [i for i, t in enumerate(texts) if t and may_match(t, first_words)]
+    todo = [i for i, t in enumerate(texts) if t and may_match(t, first_tokens, nlp.tokenizer)]
     for i, doc in zip(todo, nlp.pipe((texts[i] for i in todo), batch_size=batch_size)):
         out[i] = read(doc, lex, symptoms)
     return out
