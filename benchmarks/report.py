@@ -317,19 +317,22 @@ def text_accuracy_section() -> list[str]:
         return []
     t = json.loads(path.read_text())
     corpora = [(name, label, t[name]) for name, label in
-               (("development", "dev"), ("heldout", "held-out"), ("validation", "validation")) if name in t]
+               (("development", "dev"), ("heldout", "held-out"), ("validation", "validation"), ("test", "test"))
+               if name in t]
     L = ["## Text stage: findings on the annotated corpora", "",
-         f"Method: `python -m benchmarks.text_accuracy` with lexicon {t['lexicon']} on three corpora of synthetic "
-         "orders, each annotated by a different author who never read the lexicon: the development corpus "
-         "(`tests/corpus/indications/annotated.jsonl`) and the held-out corpus (`heldout.jsonl`), both of which the "
-         "lexicon has been tuned on, and the validation corpus (`validation.jsonl`), written after the tuning and "
-         "never tuned on: **its figures are the honest estimate**. A finding is correct when it overlaps an "
+         f"Method: `python -m benchmarks.text_accuracy` with lexicon {t['lexicon']} on four corpora of synthetic "
+         "orders, each annotated by a different author who never read the lexicon or the other corpora: the "
+         "development (`tests/corpus/indications/annotated.jsonl`), held-out (`heldout.jsonl`) and validation "
+         "(`validation.jsonl`) corpora, all three of which the lexicon has been tuned on (validation after it was "
+         "measured once, with lexicon 1.1.0: micro precision 0.945, recall 0.907), and the test corpus "
+         "(`test.jsonl`), never read while tuning: **its figures are the honest estimate** of accuracy on text "
+         "the lexicon has not seen. A finding is correct when it overlaps an "
          "annotated mention of the same concept with the same status (affirmed, negated, hypothetical, uncertain, "
          "family, historical); a second finding inside a mention already matched is part of it. Precision = "
          "correct / predicted, recall = correct / annotated. Target: precision >= 0.95 and recall >= 0.90 for "
          "every concept with at least 20 mentions.", "",
          "| concept | " + " | ".join(f"{lab} mentions | {lab} P | {lab} R" for _, lab, _ in corpora)
-         + " | validation meets target |",
+         + " | test meets target |",
          "|---|" + "---|" * (3 * len(corpora) + 1)]
     names = sorted(set().union(*(r["concepts"] for _, _, r in corpora)))
     last = corpora[-1][2]["concepts"]

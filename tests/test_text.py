@@ -296,11 +296,11 @@ def test_each_text_is_parsed_once_per_lexicon_version(tmp_path):
 
 
 @pytest.mark.parametrize(("corpus", "floor"), [("annotated.jsonl", 0.96), ("heldout.jsonl", 0.93),
-                                               ("validation.jsonl", 0.89)])
+                                               ("validation.jsonl", 0.92), ("test.jsonl", 0.86)])
 def test_the_annotated_corpora_stay_above_their_floor(corpus, floor):
-    """Regression floors a little under the figures in benchmarks/RESULTS.md (lexicon 1.1.0: development
-    0.980 / 0.983, held-out 0.956 / 0.957, validation, never tuned on, 0.945 / 0.907): micro precision and recall
-    of findings with the right status."""
+    """Regression floors a little under the figures in benchmarks/RESULTS.md (lexicon 1.2.0: development
+    0.979 / 0.984, held-out 0.954 / 0.960, validation 0.939 / 0.935, test, never tuned on, 0.952 / 0.886): micro
+    precision and recall of findings with the right status."""
     from benchmarks.text_accuracy import CORPORA, evaluate, load_corpus
 
     result = evaluate(load_corpus(CORPORA / corpus))
