@@ -9,6 +9,9 @@
 | IMAGING_AUDIT_START_DATE | 2025-01-01 | first daily partition (set it to the go-live date); undated baseline files, and drops dated earlier, load into it |
 | IMAGING_AUDIT_SCHEDULE | 0 2 * * * | cron of the nightly run, in IMAGING_AUDIT_TIMEZONE |
 | IMAGING_AUDIT_ARCHIVE_DAYS | 90 | days of `archive/<date>/` kept; older days are removed when a run archives (0: keep all) |
+| IMAGING_AUDIT_REVIEW_PER_STRATUM | 2 | unreviewed scans the chart-review worklist samples per rule set, category and month |
+| IMAGING_AUDIT_REVIEW_PER_OUTLIER | 10 | unreviewed scans it adds per referring provider or facility outside the funnel plot's 99.8% limits |
+| IMAGING_AUDIT_REVIEW_SEED | 20250101 | seed of the worklist's random sample (the same seed and data give the same sample) |
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class Settings:
     start_date: str
     schedule_cron: str
     archive_days: int = 90
+    review_per_stratum: int = 2
+    review_per_outlier: int = 10
+    review_seed: str = "20250101"
 
 
 def _archive_days(text: str) -> int:
@@ -40,6 +46,17 @@ def _archive_days(text: str) -> int:
     return days
 
 
+def _count(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {value}")
+    return value
+
+
 def load_settings() -> Settings:
     return Settings(
         input_dir=os.environ.get("IMAGING_AUDIT_INPUT", "data_samples"),
@@ -49,4 +66,7 @@ def load_settings() -> Settings:
         start_date=os.environ.get("IMAGING_AUDIT_START_DATE", "2025-01-01"),
         schedule_cron=os.environ.get("IMAGING_AUDIT_SCHEDULE", "0 2 * * *"),
         archive_days=_archive_days(os.environ.get("IMAGING_AUDIT_ARCHIVE_DAYS", "90").strip() or "90"),
+        review_per_stratum=_count("IMAGING_AUDIT_REVIEW_PER_STRATUM", 2),
+        review_per_outlier=_count("IMAGING_AUDIT_REVIEW_PER_OUTLIER", 10),
+        review_seed=os.environ.get("IMAGING_AUDIT_REVIEW_SEED", "").strip() or "20250101",
     )

@@ -10,6 +10,7 @@ from assets.ingest.assets import ingest_assets
 from assets.publish.assets import publish_assets
 from assets.quality.assets import quality_assets, quality_checks
 from assets.resources import default_resources
+from assets.review.assets import review_assets
 from assets.text.assets import text_assets
 from pipelines.jobs import nightly_audit
 from pipelines.progress import progress_logger
@@ -17,7 +18,7 @@ from pipelines.schedules import nightly_schedule
 from pipelines.sensors import landing_sensor
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, *quality_assets, *text_assets, *classify_assets, *publish_assets],
+    assets=[*ingest_assets, *quality_assets, *text_assets, *classify_assets, *review_assets, *publish_assets],
     asset_checks=quality_checks,
     jobs=[nightly_audit],
     schedules=[nightly_schedule],

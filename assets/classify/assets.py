@@ -16,7 +16,7 @@ CLASSIFICATION_COLUMNS = [
     ("body_region", "VARCHAR"), ("rule_set", "VARCHAR"), ("rule_set_version", "VARCHAR"),
     ("category", "VARCHAR"), ("reasons", "VARCHAR"), ("evidence", "VARCHAR"), ("days_since_onset", "INTEGER"),
     ("conservative_care", "BOOLEAN"), ("op8_numerator", "BOOLEAN"), ("contrast_review", "BOOLEAN"),
-    ("safety_review", "BOOLEAN"),
+    ("safety_review", "BOOLEAN"), ("review_status", "VARCHAR"), ("final_category", "VARCHAR"),
 ]
 
 
@@ -29,7 +29,7 @@ class ClassificationConfig(dg.Config):
 
 CONSUMER = "mri_classification"
 # Bumped when the engine's SQL changes what it computes, so warehouses classified before are rebuilt.
-ENGINE_VERSION = "3"  # 3: facts from the referral text (assets/text/)
+ENGINE_VERSION = "4"  # 3: facts from the referral text (assets/text/); 4: review_status, final_category
 
 
 def classification_signature(rule_sets, coded_features: dict) -> str:

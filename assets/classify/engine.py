@@ -638,7 +638,9 @@ def classify_rule_set(con, rule_set: RuleSet, coded_features: dict, cache: dict 
                CASE WHEN category <> 'out_of_scope'
                     THEN contrast AND NOT (cancer OR infection OR immunosuppression OR cauda_equina
                                            OR prior_lumbar_surgery) END,
-               CASE WHEN category <> 'out_of_scope' THEN mri_contraindication END
+               CASE WHEN category <> 'out_of_scope' THEN mri_contraindication END,
+               -- until a chart review says otherwise (assets/review/reviews.py)
+               'unreviewed', category
         FROM d f"""
     )
     feature_set = feature_set_id(p)

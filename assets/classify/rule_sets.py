@@ -90,3 +90,30 @@ def load_coded_features(path: Path | None = None) -> dict:
 
     path = path or GUIDELINES_DIR / "features.yaml"
     return yaml.safe_load(path.read_text(encoding="utf-8"))["coded_features"]
+
+
+# Reason codes of the data contract (§4, "Reason codes") by category: a chart reviewer may give any of these,
+# as well as any reason a shipped rule gives for that category.
+CONTRACT_REASONS = {
+    "indicated": ("red_flag_cauda_equina", "red_flag_cancer", "red_flag_infection", "red_flag_immunosuppression",
+                  "red_flag_fracture_risk", "red_flag_weight_loss", "progressive_neurological_deficit",
+                  "neurological_symptoms", "persistent_despite_conservative_care", "prior_lumbar_surgery"),
+    "potentially_unnecessary": ("early_imaging_no_red_flags", "no_conservative_care", "repeat_imaging_no_change"),
+    "insufficient_information": ("unknown_onset", "no_indication"),
+    "out_of_scope": ("not_spine_mri",),
+}
+
+
+def rule_set_names() -> list[str]:
+    return [r.name for r in load_rule_sets()]
+
+
+def reasons_by_category() -> dict[str, tuple[str, ...]]:
+    """Every reason code a verdict or a review may carry, by category: the contract's and the rule sets'."""
+    out = {c: list(codes) for c, codes in CONTRACT_REASONS.items()}
+    for rule_set in load_rule_sets():
+        for rule in rule_set.rules:
+            codes = out.setdefault(rule["category"], [])
+            if rule["reason"] not in codes:
+                codes.append(rule["reason"])
+    return {c: tuple(codes) for c, codes in out.items()}

@@ -6,7 +6,7 @@ import warnings
 
 import dagster as dg
 
-from assets.ingest.contract import TABLES
+from assets.ingest.contract import PATIENT_TABLES, TABLES
 from assets.partitions import daily_partitions, partition_for
 from assets.resources import LandingResource, WarehouseResource, relation_kind
 
@@ -72,8 +72,10 @@ def _ingest_table(
             )
         con.execute("BEGIN TRANSACTION")
         try:
-            # Downstream steps recompute only the patients this load touches (assets/ingest/changes.py).
-            begin_change(con, table, first, last)
+            # Downstream steps recompute only the patients this load touches (assets/ingest/changes.py); a
+            # chart review changes no verdict, only its review status (assets/review/).
+            if table in PATIENT_TABLES:
+                begin_change(con, table, first, last)
             # Idempotent re-runs: forget what these partitions loaded before, then load their files again.
             con.execute(f"DELETE FROM {table} WHERE _load_partition BETWEEN ? AND ?", [first, last])
             con.execute(
@@ -186,6 +188,7 @@ def _ingest_asset(table: str):
 referrals = _ingest_asset("referrals")
 scans = _ingest_asset("scans")
 clinical_events = _ingest_asset("clinical_events")
+chart_reviews = _ingest_asset("chart_reviews")
 
 
 @dg.asset(
@@ -222,4 +225,4 @@ def scan_links(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     )
 
 
-ingest_assets = [referrals, scans, clinical_events, scan_links]
+ingest_assets = [referrals, scans, clinical_events, chart_reviews, scan_links]

@@ -103,8 +103,30 @@ CLINICAL_EVENTS = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (REFERRALS, SCANS, CLINICAL_EVENTS)}
-# Tables a native input must contain; clinical_events is optional.
+REVIEW_CATEGORIES = ("indicated", "potentially_unnecessary", "insufficient_information", "out_of_scope")
+DEFAULT_REVIEW_RULE_SET = "standard"
+
+CHART_REVIEWS = TableSpec(
+    name="chart_reviews",
+    key=None,  # several reviews of one scan are kept: none replaces another
+    date_column="review_date",
+    description="A clinician's review of a verdict: the category and reasons the reviewer gives the scan.",
+    columns=(
+        Column("scan_id", "text", True, description="the reviewed scan, as the audit publishes it"),
+        Column("rule_set", "text", description="whose verdict was reviewed; standard when empty"),
+        Column("reviewer_id", "text", True, description="pseudonymous reviewer key"),
+        Column("review_date", "date", True),
+        Column("reviewed_category", "enum", True, allowed=REVIEW_CATEGORIES,
+               description="the category the reviewer gives the scan"),
+        Column("reviewed_reasons", "text", description="reason codes separated by ';'"),
+        Column("note", "text", description="free text, identifier-guarded"),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (REFERRALS, SCANS, CLINICAL_EVENTS, CHART_REVIEWS)}
+# Tables whose rows belong to a patient (a change to them means reclassifying that patient).
+PATIENT_TABLES = ("referrals", "scans", "clinical_events")
+# Tables a native input must contain; clinical_events and chart_reviews are optional.
 REQUIRED_TABLES = ("referrals", "scans")
 
 # Spine MRI scope (docs/data-contract.md §3, "Scope"). Everything else is out of scope.

@@ -69,7 +69,7 @@ TEXT_PATTERNS: dict[str, str] = {
 }
 
 # Columns that hold free text: identifiers in them are masked, the rest of the text is kept.
-FREE_TEXT_COLUMNS = {"clinical_indication"}
+FREE_TEXT_COLUMNS = {"clinical_indication", "note"}  # note: a chart reviewer's
 
 # Structured id columns, checked as whole values too (an SSN or a phone number used as an id).
 ID_COLUMNS = {"patient_id", "referral_id", "scan_id", "referring_provider_id", "facility_id", "reviewer_id"}

@@ -25,7 +25,7 @@ import datetime as dt
 import os
 
 from assets.ingest import identifiers
-from assets.ingest.contract import TABLES, Column, TableSpec
+from assets.ingest.contract import DEFAULT_REVIEW_RULE_SET, TABLES, Column, TableSpec
 from assets.sql import literal
 
 DATE_FLOOR_ENV = "IMAGING_AUDIT_DATE_FLOOR"
@@ -44,7 +44,7 @@ def date_bounds() -> tuple[dt.date, dt.date]:
 
 # `scans.csv`, `scans_2026-03-14.csv`, `scans.part0001.parquet`, `scans-extra.csv.gz`, `scans 2026-03-14.csv` ...
 _FILE_RE = re.compile(
-    r"^(?P<table>referrals|scans|clinical_events)(?P<suffix>[._\- ].*)?\.(?P<ext>csv|csv\.gz|parquet)$",
+    r"^(?P<table>referrals|scans|clinical_events|chart_reviews)(?P<suffix>[._\- ].*)?\.(?P<ext>csv|csv\.gz|parquet)$",
     re.IGNORECASE,
 )
 _DATE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -269,6 +269,8 @@ def _table_problems(spec: TableSpec, typed: dict[str, str]) -> list[str]:
             f"CASE WHEN {typed['code_system']} NOT IN {tuple(spec.column('code_system').allowed)} "
             "THEN 'code_system is not one of ICD10CM, CPT, HCPCS, ICD10PCS, RXNORM' END"
         )
+    if spec.name == "chart_reviews":
+        problems += _review_problems(spec, typed)
     if spec.name == "scans":
         # A procedure code that is neither CPT (5 characters, 4 digits first) nor HCPCS level II cannot be scoped.
         problems.append(
@@ -277,6 +279,34 @@ def _table_problems(spec: TableSpec, typed: dict[str, str]) -> list[str]:
             "THEN 'procedure_code is not a CPT or HCPCS code' END"
         )
     return problems
+
+
+def _review_problems(spec: TableSpec, typed: dict[str, str]) -> list[str]:
+    """A review names a category of the contract, a rule set of this audit, and reason codes that belong to the
+    category it gives (docs/data-contract.md §2a, "chart_reviews")."""
+    from assets.classify.rule_sets import reasons_by_category, rule_set_names
+
+    category, rule_set, reasons = typed["reviewed_category"], typed["rule_set"], typed["reviewed_reasons"]
+    allowed = spec.column("reviewed_category").allowed
+    names = rule_set_names()
+    by_category = reasons_by_category()
+    pairs = ", ".join(f"({literal(c)}, {literal(r)})" for c, codes in by_category.items() for r in codes)
+    known = ", ".join(literal(r) for codes in by_category.values() for r in codes)
+    codes = (f"list_filter(list_transform(string_split(coalesce({reasons}, ''), ';'), lambda x: lower(trim(x))), "
+             "lambda x: x <> '')")
+    return [
+        f"CASE WHEN {category} IS NOT NULL AND {category} NOT IN ({', '.join(map(literal, allowed))}) "
+        f"THEN 'reviewed_category is not one of {', '.join(allowed)}' END",
+        f"CASE WHEN {rule_set} IS NOT NULL AND {rule_set} NOT IN ({', '.join(map(literal, names))}) "
+        f"THEN 'rule_set ' || {rule_set} || ' is not a rule set of this audit ({', '.join(names)})' END",
+        f"CASE WHEN len(list_filter({codes}, lambda x: NOT list_contains([{known}], x))) > 0 "
+        f"THEN 'reviewed_reasons has unknown reason codes: ' || array_to_string(list_filter({codes}, "
+        f"lambda x: NOT list_contains([{known}], x)), ';') END",
+        f"CASE WHEN {category} IN ({', '.join(map(literal, allowed))}) AND len(list_filter({codes}, "
+        f"lambda x: list_contains([{known}], x) AND NOT list_contains([{pairs}], ({category}, x)))) > 0 "
+        f"THEN 'reviewed_reasons do not belong to ' || {category} || ': ' || array_to_string(list_filter({codes}, "
+        f"lambda x: list_contains([{known}], x) AND NOT list_contains([{pairs}], ({category}, x))), ';') END",
+    ]
 
 
 def warehouse_columns(spec: TableSpec) -> list[tuple[str, str]]:
@@ -547,7 +577,14 @@ def load_file(con, f: InputFile, partition: str, pseudonymize: bool = False,
         stored[name] = masked
         masked_kinds = (f"list_distinct(list_filter(list_concat({', '.join(kinds)}), lambda x: x IS NOT NULL))"
                         if len(kinds) > 1 else kinds[0])
-    if pseudonymize:
+    if spec.name == "chart_reviews":
+        # A review names the scan as the audit publishes it (already pseudonymous when ids are hashed), so its
+        # scan_id is never hashed again; an empty rule set means the default one.
+        stored["rule_set"] = f"coalesce({typed['rule_set']}, {literal(DEFAULT_REVIEW_RULE_SET)})"
+        stored["reviewed_reasons"] = (
+            f"nullif(array_to_string(list_filter(list_transform(string_split(coalesce({typed['reviewed_reasons']}, "
+            f"''), ';'), lambda x: lower(trim(x))), lambda x: x <> ''), ';'), '')")
+    elif pseudonymize:
         for name in identifiers.PSEUDONYM_COLUMNS & set(present):
             stored[name] = identifiers.pseudonym_expr(typed[name])
     if spec.name == "referrals" and "patient_age" in present:

@@ -7,21 +7,26 @@ from assets.classify.assets import hedis_lbp, mri_classification
 from assets.ingest.assets import WRITER_POOL
 from assets.quality.assets import quarantine_report
 from assets.resources import WarehouseResource
+from assets.review.assets import chart_review_results
 
 GROUP = "publish"
 OWNERS = ["team:clinical-quality"]
 
 
-@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"csv"}, deps=[mri_classification], pool=WRITER_POOL)
+@dg.asset(group_name=GROUP, owners=OWNERS, kinds={"csv"}, deps=[mri_classification, chart_review_results],
+          pool=WRITER_POOL)
 def classification_export(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """`exports/mri_classification.csv`: the same rows as the warehouse table, for spreadsheets."""
-    from assets.publish.files import copy_query_to_csv
+    """`exports/mri_classification.csv`: the same rows as the warehouse table, for spreadsheets; and
+    `exports/review_agreement.csv`: agreement between verdicts and chart reviews per rule set and category."""
+    from assets.publish.files import copy_query_to_csv, write_text_atomic
+    from assets.review.agreement import agreement, agreement_csv
 
     with warehouse.publishing("exports") as exports, warehouse.connect(read_only=True) as con:
         # One file, renamed into place whole: the part switches in one step.
         rows = copy_query_to_csv(
             con, "SELECT * FROM mri_classification ORDER BY scan_id, rule_set", exports / "mri_classification.csv",
         )
+        write_text_atomic(exports / "review_agreement.csv", agreement_csv(agreement(con)))
     return dg.MaterializeResult(metadata={"rows": dg.MetadataValue.int(rows)})
 
 
@@ -52,7 +57,8 @@ def _publish(warehouse: WarehouseResource, folder: str, build):
 
 
 @dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds={"html", "plotly"}, deps=[mri_classification, hedis_lbp, quarantine_report],
+    group_name=GROUP, owners=OWNERS, kinds={"html", "plotly"},
+    deps=[mri_classification, hedis_lbp, quarantine_report, chart_review_results],
     pool=WRITER_POOL,
 )
 def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -70,12 +76,14 @@ def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: Warehous
 
 
 @dg.asset(
-    group_name=GROUP, owners=OWNERS, kinds={"html", "csv"}, deps=[mri_classification, hedis_lbp, quarantine_report],
+    group_name=GROUP, owners=OWNERS, kinds={"html", "csv"},
+    deps=[mri_classification, hedis_lbp, quarantine_report, chart_review_results],
     pool=WRITER_POOL,
 )
 def overtreatment_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """`reports/`: downstream interventions after potentially unnecessary versus indicated MRIs (90/180/365
-    days), provider and facility tables, the chart-review case list and the methodology page; published
+    days), provider and facility tables, the chart-review case list, worklist, review page and validation page,
+    and the methodology page; published
     atomically with a dated copy under `archive/`."""
     import datetime as dt
 

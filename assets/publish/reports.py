@@ -1376,9 +1376,12 @@ def build_reports(con, out_dir: Path, generated_at: datetime) -> dict:
     }
     for name, text in pages.items():
         write_text_atomic(out_dir / name, text)
+    from assets.review.pages import write_review_reports
+
+    rows.update(write_review_reports(con, out_dir, generated_at))
     total = figures["total"] or {}
     return {
-        "files": sorted([*rows, *pages]),
+        "files": sorted({*rows, *pages}),
         "rows": rows,
         "rule_sets": [f"{rs} {v}" for rs, v in figures["rule_sets"]],
         "period": [str(x) if x is not None else None for x in (total.get("first_scan"), total.get("last_scan"))],

@@ -3,8 +3,9 @@
 
 import dagster as dg
 
-from assets.ingest.assets import WRITER_POOL, clinical_events, referrals, scans
+from assets.ingest.assets import WRITER_POOL, chart_reviews, clinical_events, referrals, scans
 from assets.resources import WarehouseResource
+from assets.review.assets import chart_review_results
 
 GROUP = "quality"
 OWNERS = ["team:data-engineering"]
@@ -14,7 +15,8 @@ OWNERS = ["team:data-engineering"]
     group_name=GROUP,
     owners=OWNERS,
     kinds={"duckdb", "csv"},
-    deps=[referrals, scans, clinical_events],
+    # after the review stage: reviews that match no scan yet are quarantined there (stage `review`)
+    deps=[referrals, scans, clinical_events, chart_reviews, chart_review_results],
     pool=WRITER_POOL,
 )
 def quarantine_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
