@@ -87,13 +87,10 @@ def worklist_sql(per_stratum: int, per_outlier: int, seed: str, outliers: list[t
                   ON (u.kind = 'referring_provider_id' AND v.referring_provider_id = u.unit
                       OR u.kind = 'facility_id' AND v.facility_id = u.unit)
                 WHERE v.rule_set = 'standard'
-                  AND (u.side = 'above') = (v.category = 'potentially_unnecessary'))
+                  AND (u.side = 'above') = (v.category = 'potentially_unnecessary')
+                  AND NOT EXISTS (SELECT 1 FROM sample s WHERE s.scan_id = v.scan_id AND s.rule_set = v.rule_set))
             WHERE k <= {int(per_outlier)}),
-        chosen AS (
-            SELECT * FROM sample
-            UNION ALL
-            SELECT * FROM outlying o WHERE NOT EXISTS (
-                SELECT 1 FROM sample s WHERE s.scan_id = o.scan_id AND s.rule_set = o.rule_set)),
+        chosen AS (SELECT * FROM sample UNION ALL BY NAME SELECT * FROM outlying),
         one AS (  -- a scan in two outlying units is listed once, for the first reason
             SELECT * FROM chosen QUALIFY row_number() OVER (PARTITION BY scan_id, rule_set
                                                             ORDER BY part, selected_because) = 1)
