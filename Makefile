@@ -2,7 +2,7 @@
 #   make run    set up, then run the audit on data_samples/ (writes output/)
 #   make test   set up, then run the whole test suite
 # Set-up installs uv (pinned) into .tools/ and the locked dependencies into .venv/; `make test` also installs
-# Debian's chromium and fonts-dejavu-core with apt-get when chromium is missing (see `browser`).
+# Debian's chromium, chromium-driver and fonts-dejavu-core with apt-get when one is missing (see `browser`).
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -30,17 +30,18 @@ run: setup
 test: setup browser
 	$(VENV)/bin/python -m pytest
 
-# The page tests open the dashboards in a real browser: Debian's chromium package (headless, network off) and
-# fonts-dejavu-core (so pages render with the same glyphs everywhere). These two system packages are the only
-# thing set-up installs outside the project folder, and only when chromium is missing; without apt (or root)
-# the target stops with one line saying what to install.
-BROWSER_PACKAGES := chromium fonts-dejavu-core
+# The page tests open the dashboards in a real browser: Debian's chromium package (headless, network off),
+# chromium-driver (the review page's round trip is driven through it by Selenium) and fonts-dejavu-core (so
+# pages render with the same glyphs everywhere). These system packages are the only thing set-up installs
+# outside the project folder, and only when chromium or chromedriver is missing; without apt (or root) the
+# target stops with one line saying what to install.
+BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && command -v chromedriver >/dev/null 2>&1 || { \
 		if ! command -v apt-get >/dev/null 2>&1; then \
-			echo "make test: the page tests need Chromium; install it (Debian/Ubuntu: apt-get install $(BROWSER_PACKAGES)) and re-run" >&2; exit 2; \
+			echo "make test: the page tests need Chromium and chromedriver; install them (Debian/Ubuntu: apt-get install $(BROWSER_PACKAGES)) and re-run" >&2; exit 2; \
 		elif [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then \
-			echo "make test: the page tests need Chromium; as root run: apt-get install $(BROWSER_PACKAGES)" >&2; exit 2; \
+			echo "make test: the page tests need Chromium and chromedriver; as root run: apt-get install $(BROWSER_PACKAGES)" >&2; exit 2; \
 		fi; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		echo "installing Debian's $(BROWSER_PACKAGES) with apt-get for the page tests"; \

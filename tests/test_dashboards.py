@@ -39,7 +39,8 @@ def render(page, tmp_path) -> tuple[str, list[str]]:
 
 PAGES = ["dashboards/index.html", "dashboards/trends.html", "dashboards/breakdowns.html",
          "dashboards/rule_sets.html", "quality/index.html", "reports/index.html", "reports/downstream.html",
-         "reports/providers.html", "reports/facilities.html", "reports/methodology.html"]
+         "reports/providers.html", "reports/facilities.html", "reports/methodology.html", "reports/review.html",
+         "reports/validation.html"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -108,6 +108,14 @@ def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str =
 
 def gather(con) -> dict:
     """Everything the pages show, as small lists read from the warehouse."""
+    figures = _gather(con)
+    from assets.review.pages import reviewed_rates
+
+    figures["reviewed_rates"] = reviewed_rates(con)
+    return figures
+
+
+def _gather(con) -> dict:
     spine_total, unnecessary = _q(con, """
         SELECT count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'""")[0]
@@ -164,7 +172,11 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     rule_sets = ", ".join(f"{n} {v}" for n, v in figures["rule_sets"])
     quarantined = sum(r[4] or 0 for r in figures["tables"])
     small = lambda n: show(n) if is_small(n) else n  # noqa: E731  (row counts are published like any count)
-    body = _headline(figures) + _section(
+    from assets.review.pages import reviewed_rates_section
+
+    rates = reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html") \
+        if figures.get("reviewed_rates") else ""
+    body = _headline(figures) + rates + _section(
         "What is here",
         "<ul>"
         '<li><a href="trends.html">Trends and variation</a>: the monthly share of potentially unnecessary MRIs as a '

@@ -1274,6 +1274,12 @@ def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
          f"Every scan classified potentially unnecessary under {primary}, one row per scan (pseudonymous scan "
          "id, reasons, evidence, the other rule sets' verdicts and downstream flags), for clinical review inside "
          "the organisation."),
+        ("review.html", "Chart review",
+         "The next review sample (review_worklist.csv), one case at a time: reviewers confirm or correct verdicts "
+         "offline and save a chart_reviews file for the landing folder."),
+        ("validation.html", "How far the automation can be trusted",
+         "Agreement between verdicts and chart reviews: PPV per category, Cohen's kappa, the confusion matrix and "
+         "the rules reviewers overturn most."),
         ("methodology.html", "Methodology",
          "Rule sets and their rules, windows, code lists, small-cell suppression, data coverage and sources."),
     ]
@@ -1282,7 +1288,10 @@ def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
     )
     total = figures["total"]
     data_end = total["data_end"] if total else "–"
-    body = f"""{_nav("index.html")}<div class="tiles">{tiles_html}</div>
+    from assets.review.pages import reviewed_rates_section
+
+    rates = reviewed_rates_section(figures["reviewed_rates"], "validation.html") if figures.get("reviewed_rates") else ""
+    body = f"""{_nav("index.html")}<div class="tiles">{tiles_html}</div>{rates}
 <section><h2>Reports</h2><ul class="reading">{links_html}</ul>
 <p class="note">Rule sets: {', '.join(html.escape(_rs_label(figures, rs)) for rs in names)}. Follow-up data through
 {html.escape(str(data_end))}. {SUPPRESSION_NOTE} Utilization dashboard:
@@ -1357,6 +1366,9 @@ def build_reports(con, out_dir: Path, generated_at: datetime) -> dict:
     figures = gather(con)
     protection = build_protection(figures)
     names = figures["names"]
+    from assets.review.pages import reviewed_rates
+
+    figures["reviewed_rates"] = reviewed_rates(con)
 
     rows: dict[str, int] = {}
     case_path = out_dir / "chart_review_cases.csv"

@@ -158,3 +158,38 @@ def write_review_reports(con, out_dir: Path, generated_at: datetime) -> dict[str
     results = agreement(con)
     write_text_atomic(out_dir / "validation.html", render_validation_page(con, results, generated_at))
     return {"review_worklist.csv": len(cases), "validation.html": sum(r["all"]["reviewed"] for r in results)}
+
+
+def reviewed_rates_section(rates: list[dict], link: str) -> str:
+    """The automated and the review-corrected share of potentially unnecessary spine MRIs, with denominators,
+    for the reports' and dashboards' front pages (escaped HTML; `link` is the validation page's path)."""
+    import html
+
+    def n(v):
+        return "1-10" if v is None else f"{v:,}"
+
+    def share(x, d):
+        return "–" if x is None or not d else f"{100 * x / d:.1f}%"
+
+    rows = []
+    for r in rates:
+        rows.append(
+            f"<tr><td>{html.escape(r['rule_set'])}</td><td class='num'>{n(r['scans'])}</td>"
+            f"<td class='num'>{share(r['automated'], r['scans'])} ({n(r['automated'])})</td>"
+            f"<td class='num'>{share(r['final'], r['scans'])} ({n(r['final'])})</td>"
+            f"<td class='num'>{n(r['reviewed'])}</td>"
+            f"<td class='num'>{share(r['reviewed_automated'], r['reviewed'])} ({n(r['reviewed_automated'])})</td>"
+            f"<td class='num'>{share(r['reviewed_final'], r['reviewed'])} ({n(r['reviewed_final'])})</td>"
+            f"<td class='num'>{n(r['overridden'])}</td></tr>")
+    return (
+        "<section><h2>Automated and chart-reviewed rates</h2><table><thead><tr><th>rule set</th>"
+        "<th class='num'>spine MRIs in scope</th><th class='num'>automated: potentially unnecessary</th>"
+        "<th class='num'>after review (final category)</th><th class='num'>reviewed verdicts</th>"
+        "<th class='num'>reviewed: automated potentially unnecessary</th>"
+        "<th class='num'>reviewed: reviewer potentially unnecessary</th><th class='num'>overridden</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        "<p class='note'>The automated rate counts the rule set's verdicts; the final rate replaces each reviewed "
+        "verdict by its latest chart review's category (denominator: all in-scope spine MRIs). The reviewed columns "
+        "count only reviewed verdicts (denominator: reviewed verdicts); the worklist samples each category and "
+        "month equally, so the reviewed share is not the overall share. Counts of 1-10 are shown as 1-10. "
+        f"Agreement: <a href='{html.escape(link)}'>how far the automation can be trusted</a>.</p></section>")
