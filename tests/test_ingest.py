@@ -105,7 +105,8 @@ REQUIRED = [(t.name, c) for t in TABLES.values() for c in t.required]
 
 @pytest.mark.parametrize("table,column", REQUIRED)
 def test_missing_required_column_is_a_one_line_error_naming_file_and_column(tmp_path, con, table, column):
-    rows = {"referrals": referral(), "scans": scan(), "clinical_events": event()}[table]
+    review = {"scan_id": "S1", "reviewer_id": "RV1", "review_date": "2025-04-01", "reviewed_category": "indicated"}
+    rows = {"referrals": referral(), "scans": scan(), "clinical_events": event(), "chart_reviews": review}[table]
     columns = [c for c in TABLES[table].names if c != column]
     path = write_csv(tmp_path / f"{table}.csv", [rows], columns=columns)
     with pytest.raises(InputError) as err:

@@ -22,6 +22,7 @@ from tests.conftest import REPO_ROOT, event, referral, run_partition as _run_par
 EXPECTED_ASSETS = {
     "referrals", "scans", "clinical_events", "scan_links", "quarantine_report", "mri_classification", "hedis_lbp",
     "classification_export", "utilization_dashboard", "overtreatment_reports", "indication_findings",
+    "chart_reviews", "chart_review_results",
     "published_outputs",
 }
 
@@ -39,7 +40,7 @@ def test_every_asset_has_a_group_owner_and_description():
     graph = defs.get_repository_def().asset_graph
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"ingest", "quality", "text", "classify", "publish"}, key
+        assert node.group_name in {"ingest", "quality", "text", "classify", "review", "publish"}, key
         assert node.owners, key
         assert node.description, key
 
