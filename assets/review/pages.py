@@ -108,7 +108,10 @@ def render_validation_page(con, results: list[dict], generated_at: datetime) -> 
     versions = dict(con.execute("SELECT DISTINCT rule_set, rule_set_version FROM mri_classification").fetchall())
     for r in results:
         r["version"] = versions.get(r["rule_set"], "")
-    unmatched = con.execute("SELECT count(*) FROM chart_review_results WHERE NOT matched").fetchone()[0]
+    from assets.resources import relation_kind
+
+    unmatched = (con.execute("SELECT count(*) FROM chart_review_results WHERE NOT matched").fetchone()[0]
+                 if relation_kind(con, "chart_review_results") == "TABLE" else 0)
     reviewed = sum(r["all"]["reviewed"] for r in results)
     return render(
         "validation.html.j2", title="How far the automation can be trusted",
@@ -157,7 +160,8 @@ def write_review_reports(con, out_dir: Path, generated_at: datetime) -> dict[str
     write_text_atomic(out_dir / "review.html", render_review_page(review_cases(con, cases), generated_at))
     results = agreement(con)
     write_text_atomic(out_dir / "validation.html", render_validation_page(con, results, generated_at))
-    return {"review_worklist.csv": len(cases), "validation.html": sum(r["all"]["reviewed"] for r in results)}
+    return {"review_worklist.csv": len(cases), "review.html": len(cases),
+            "validation.html": sum(r["all"]["reviewed"] for r in results)}
 
 
 def reviewed_rates_section(rates: list[dict], link: str) -> str:
