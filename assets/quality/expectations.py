@@ -241,16 +241,34 @@ def _frames(con, table: str, sql: str):
         parts = max(1, -(-rows // ROWS_PER_BATCH))
         for part in range(parts):
             where = "" if parts == 1 else f" WHERE coalesce(hash({_SPLIT_BY[table]}), 0) % {parts} = {part}"
-            yield _normalise_for_gx(con.execute(f"SELECT * FROM _frame{where}").df())
+            yield _to_pandas(con.execute(f"SELECT * FROM _frame{where}").to_arrow_table())
         con.execute("DROP TABLE _frame")
         return
+    # DuckDB's reader yields batches of about 120k rows whatever size is asked for; each GX validation costs
+    # a fixed half second, so the batches are gathered into parts of ROWS_PER_BATCH first.
+    import pyarrow as pa
+
     reader = con.execute(sql).to_arrow_reader(ROWS_PER_BATCH)
-    empty = True
+    pending, pending_rows, yielded = [], 0, False
     for batch in reader:
-        empty = False
-        yield _normalise_for_gx(batch.to_pandas())
-    if empty:
-        yield _normalise_for_gx(con.execute(sql).df())
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        if pending_rows >= ROWS_PER_BATCH:
+            yield _to_pandas(pa.Table.from_batches(pending))
+            pending, pending_rows, yielded = [], 0, True
+    if pending or not yielded:
+        yield _to_pandas(pa.Table.from_batches(pending, schema=reader.schema))
+
+
+def _to_pandas(table):
+    """Arrow to pandas with text columns dictionary-encoded: GX fingerprints every batch by hashing it, and
+    pandas hashes a categorical column by its few distinct values instead of by every row's string."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            table = table.set_column(i, field.name, table.column(i).dictionary_encode())
+    return _normalise_for_gx(table.to_pandas())
 
 
 def _tally(t: dict, r, rows: int) -> None:
