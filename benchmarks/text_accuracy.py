@@ -23,7 +23,8 @@ CORPUS = CORPORA / "annotated.jsonl"  # development: the lexicon was tuned on it
 HELDOUT = CORPORA / "heldout.jsonl"  # written separately; lexicon 1.1.0 was tuned on it too
 VALIDATION = CORPORA / "validation.jsonl"  # a third annotator; measured once (lexicon 1.1.0), then tuned on
 TEST = CORPORA / "test.jsonl"  # a fourth annotator; never read while tuning: the honest estimate
-CORPUS_FILES = {"development": CORPUS, "heldout": HELDOUT, "validation": VALIDATION, "test": TEST}
+BLIND = CORPUS.parent / "blind.jsonl"
+CORPUS_FILES = {"development": CORPUS, "heldout": HELDOUT, "validation": VALIDATION, "test": TEST, "blind": BLIND}
 CORPUS_CONCEPT = {
     "hiv": "immunosuppression", "organ_transplant": "immunosuppression", "immunodeficiency": "immunosuppression",
     "immunosuppressant_use": "immunosuppression", "lumbar_surgery": "spine_surgery",

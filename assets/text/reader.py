@@ -148,9 +148,15 @@ def _duration_patterns(durations: dict) -> list[list[dict]]:
         [number, word_unit], [number, {"TEXT": "-"}, word_unit],
         [number, {"TEXT": {"IN": ["-", "to", "or"]}}, number, word_unit], [{"LOWER": {"IN": ["x", "X"]}}, number, unit],
         [{"TEXT": {"REGEX": r"(?i)^x\d+$"}}, unit], [glued],
-        [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["day", "week", "month", "year"]}}],
+        [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["day", "week", "month", "year", "fortnight"]}}],
         [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": "couple"}, {"LOWER": "of"}, unit],
+        # British and Australian notation: "6/52" six weeks, "3/12" three months, "2/7" two days
+        [{"TEXT": {"REGEX": _fraction_regex(durations)}}],
     ]
+
+
+def _fraction_regex(durations: dict) -> str:
+    return r"^\d{1,2}/(?:" + "|".join(map(re.escape, durations.get("fractions", {}))) + r")$"
 
 
 def _onset_patterns(durations: dict) -> list[list[dict]]:
@@ -321,6 +327,10 @@ def may_match(text: str, first: _FirstTokens, tokenizer) -> bool:
 def _duration_days(span_text: str, durations: dict) -> int | None:
     """'6 wks' -> 42, 'x10 days' -> 10, 'three months' -> 90, 'a week' -> 7; None when no number is given."""
     text = span_text.lower()
+    fraction = re.fullmatch(r"(\d{1,2})/(\d{1,2})", text.strip())
+    if fraction and fraction.group(2) in durations.get("fractions", {}):
+        unit = durations["fractions"][fraction.group(2)]
+        return int(fraction.group(1)) * durations["days_per_unit"][unit]
     unit_days = None
     words = re.findall(r"[a-z]+", text.replace("x", " ", 1) if text.startswith("x") else text)
     for unit, names in durations["units"].items():
