@@ -43,59 +43,89 @@ def outlier_units(con) -> list[tuple[str, str, str]]:
     if not totals or not totals[0]:
         return []
     centre = totals[1] / totals[0]
+    # Both kinds of unit in one pass over the verdicts (grouping sets), not one join and scan per kind.
+    rows = con.execute(
+        """SELECT grouping(r.referring_provider_id) = 1 AS by_facility,
+                  coalesce(r.referring_provider_id, s.facility_id), count(*),
+                  count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
+           FROM mri_classification m
+           LEFT JOIN scan_links l USING (scan_id)
+           LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+           LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+           WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope'
+           GROUP BY GROUPING SETS ((r.referring_provider_id), (s.facility_id))"""
+    ).fetchall()
     out = []
-    for kind, column in (("referring_provider_id", "referring_provider_id"), ("facility_id", "facility_id")):
-        rows = con.execute(
-            f"""SELECT {column}, count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
-                FROM ({_verdicts_sql()}) v
-                WHERE rule_set = 'standard' AND category <> 'out_of_scope' AND {column} IS NOT NULL
-                GROUP BY 1"""
-        ).fetchall()
-        for unit, n, x in rows:
-            if is_small(n) or is_small(x) or is_small(n - x):
-                continue
-            position = funnel_position(x / n, centre, n)
-            if position in ("above_998", "below_998"):
-                out.append((kind, unit, position.split("_")[0]))
+    for by_facility, unit, n, x in rows:
+        kind = "facility_id" if by_facility else "referring_provider_id"
+        if unit is None or is_small(n) or is_small(x) or is_small(n - x):
+            continue
+        position = funnel_position(x / n, centre, n)
+        if position in ("above_998", "below_998"):
+            out.append((kind, unit, position.split("_")[0]))
+    out.sort(key=lambda o: (o[0] != "referring_provider_id", o[1]))
     return out
 
 
 def worklist_sql(per_stratum: int, per_outlier: int, seed: str, outliers: list[tuple[str, str, str]]) -> str:
     from assets.sql import literal
 
-    draw = f"md5({literal(seed + ':')} || scan_id || ':' || rule_set)"  # the seeded random order
-    outlier_rows = " UNION ALL ".join(
-        f"SELECT {literal(kind)} AS kind, {literal(unit)} AS unit, {literal(side)} AS side"
-        for kind, unit, side in outliers
-    ) or "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS unit, NULL::VARCHAR AS side WHERE false"
+    draw = f"md5({literal(seed + ':')} || m.scan_id || ':' || m.rule_set)"  # the seeded random order
+    # One VALUES list (a UNION of a thousand SELECTs takes seconds to plan).
+    outlier_rows = (
+        "SELECT * FROM (VALUES " + ", ".join(
+            f"({literal(kind)}, {literal(unit)}, {literal(side)})" for kind, unit, side in outliers
+        ) + ") AS t(kind, unit, side)"
+    ) if outliers else "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS unit, NULL::VARCHAR AS side WHERE false"
+    # The draw runs on narrow rows (keys and stratum); the wide columns (evidence, referral text) are joined only
+    # to the few scans chosen. Outlying units join by provider and by facility separately: one equality join
+    # each, not one join on an OR, which would compare every pending scan with every unit.
     return f"""
-        WITH v AS ({_verdicts_sql()}),
-        pending AS (SELECT *, {draw} AS draw FROM v
-                    WHERE review_status = 'unreviewed' AND category <> 'out_of_scope'),
-        sample AS (
+        WITH pending AS MATERIALIZED (  -- one draw per verdict, read by the sample and the outlying units
+            SELECT m.scan_id, m.rule_set, m.category, strftime(m.scan_date, '%Y-%m') AS month, {draw} AS draw
+            FROM mri_classification m
+            WHERE m.review_status = 'unreviewed' AND m.category <> 'out_of_scope'),
+        sample AS (  -- the first {int(per_stratum)} of each stratum in the draw's order (a top-n, not a sort)
             SELECT *, 'sample: ' || rule_set || ', ' || category || ', ' || month AS selected_because, 1 AS part
-            FROM (SELECT v.*, row_number() OVER (PARTITION BY rule_set, category, month ORDER BY draw) AS k
-                  FROM pending v)
-            WHERE k <= {int(per_stratum)}),
+            FROM (SELECT unnest(first_n, recursive := true)
+            FROM (SELECT min_by({{'scan_id': scan_id, 'rule_set': rule_set, 'category': category, 'month': month,
+                                  'draw': draw}}, draw, {int(per_stratum)}) AS first_n
+                  FROM pending GROUP BY rule_set, category, month))),
         units AS ({outlier_rows}),
+        unit_scans AS (  -- the scans of each outlying unit, reached from the unit (few) rather than every scan
+            SELECT u.kind, u.unit, u.side, l.scan_id FROM units u
+            JOIN referrals_current r ON u.kind = 'referring_provider_id' AND r.referring_provider_id = u.unit
+            JOIN scan_links l ON l.referral_id = r.referral_id
+            UNION ALL
+            SELECT u.kind, u.unit, u.side, s.scan_id FROM units u
+            JOIN scans_current s ON u.kind = 'facility_id' AND s.facility_id = u.unit),
+        in_units AS (
+            SELECT v.*, us.kind, us.unit, us.side FROM unit_scans us
+            JOIN pending v ON v.scan_id = us.scan_id AND v.rule_set = 'standard'),
         outlying AS (
-            SELECT *, 2 AS part FROM (
-                SELECT v.*, 'funnel: ' || replace(u.kind, '_id', '') || ' ' || u.unit || ' is ' || u.side
-                           || ' the 99.8% limit' AS selected_because,
-                       row_number() OVER (PARTITION BY u.kind, u.unit ORDER BY v.draw) AS k
-                FROM pending v JOIN units u
-                  ON (u.kind = 'referring_provider_id' AND v.referring_provider_id = u.unit
-                      OR u.kind = 'facility_id' AND v.facility_id = u.unit)
-                WHERE v.rule_set = 'standard'
-                  AND (u.side = 'above') = (v.category = 'potentially_unnecessary')
-                  AND NOT EXISTS (SELECT 1 FROM sample s WHERE s.scan_id = v.scan_id AND s.rule_set = v.rule_set))
-            WHERE k <= {int(per_outlier)}),
+            SELECT scan_id, rule_set, category, month, draw,
+                   'funnel: ' || replace(kind, '_id', '') || ' ' || unit || ' is ' || side || ' the 99.8% limit'
+                       AS selected_because, 2 AS part
+            FROM (SELECT kind, unit, side, unnest(first_n, recursive := true)
+                  FROM (SELECT kind, unit, side,
+                               min_by({{'scan_id': c.scan_id, 'rule_set': c.rule_set, 'category': c.category,
+                                        'month': c.month, 'draw': c.draw}}, c.draw, {int(per_outlier)}) AS first_n
+                        FROM in_units c ANTI JOIN sample s ON s.scan_id = c.scan_id AND s.rule_set = c.rule_set
+                        WHERE (c.side = 'above') = (c.category = 'potentially_unnecessary')
+                        GROUP BY kind, unit, side))),
         chosen AS (SELECT * FROM sample UNION ALL BY NAME SELECT * FROM outlying),
         one AS (  -- a scan in two outlying units is listed once, for the first reason
             SELECT * FROM chosen QUALIFY row_number() OVER (PARTITION BY scan_id, rule_set
                                                             ORDER BY part, selected_because) = 1)
-        SELECT * EXCLUDE (k, part, draw) FROM one
-        ORDER BY part, rule_set <> 'standard', rule_set, category, month, draw
+        SELECT m.scan_id, m.rule_set, m.rule_set_version, m.category, m.reasons, m.scan_date, one.month,
+               m.body_region, m.evidence, m.review_status, r.referring_provider_id, r.referring_specialty,
+               s.facility_id, r.clinical_indication, l.referral_id, one.selected_because
+        FROM one
+        JOIN mri_classification m ON m.scan_id = one.scan_id AND m.rule_set = one.rule_set
+        LEFT JOIN scan_links l ON l.scan_id = m.scan_id
+        LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+        LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+        ORDER BY one.part, one.rule_set <> 'standard', one.rule_set, one.category, one.month, one.draw
     """
 
 
