@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "data" / "text"))
     parser.add_argument("--reuse", action="store_true", help="keep the generated input of an earlier run")
     args = parser.parse_args(argv)
+    from assets.text.reader import load_lexicon
     from data_samples.generate import generate
 
     work = Path(args.work)
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
         "whole_run_seconds": round(whole_s, 1), "whole_run_text": _text_figures(whole_log),
         "nightly_seconds": round(nightly_s, 1), "nightly_text": _text_figures(nightly_log),
         "baseline_run_seconds": round(base_s, 1),
+        "lexicon": load_lexicon().version,
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -37,6 +37,8 @@ SYMPTOM_CONCEPTS = {"neurological_symptoms", "motor_deficit", "cauda_equina", "d
 # Concepts that are an event which starts an episode: "MVC 6 wks ago", "fall 3 days ago" date the pain.
 EVENT_CONCEPTS = {"spinal_trauma"}
 ONSET_WORDS = {"onset", "started", "began", "starting", "since", "beginning", "until", "developed"}
+# Words after a current cue that leave a history a history ("hx IVDA, last use unclear").
+DOUBT_WORDS = {"unclear", "unknown", "uncertain", "?"}
 # Words that join care items into one list a duration applies to ("PT and NSAIDs x 8 weeks").
 CARE_JOINERS = {"and", "or", "&", "/", ",", "+", "plus", "w/", "with"}
 
@@ -52,6 +54,15 @@ class Target:
     patterns: tuple = ()  # spaCy token patterns for word orders a phrase list cannot spell ("reflexes absent")
     default_status: str = "affirmed"  # the status of a mention no cue qualifies (an operation: historical)
     historical_after_days: int | None = None  # a mention dated at least this long ago is historical
+    # phrases that grade a mention named just before them ("weakness R hip flexion 4/5"): part of that mention,
+    # a mention by themselves otherwise ("4/5 dorsiflexion")
+    qualifier_phrases: tuple[str, ...] = ()
+    # words right after a historical mention that make it current ("hx breast ca on tamoxifen", "hx IVDU (last
+    # use 2 days ago)"), unless it is dated at least historical_after_days back
+    current_cues: tuple[str, ...] = ()
+    # a mention of the concept in parentheses right after another only details it ("chronic steroids (prednisone
+    # 20 mg x 2 yrs)"): one mention
+    details_in_parentheses: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,10 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
                                   tuple(str(p) for p in spec.get("present_phrases") or ()),
                                   tuple(spec.get("patterns") or ()),
                                   str(spec.get("default_status", "affirmed")),
-                                  spec.get("historical_after_days"))
+                                  spec.get("historical_after_days"),
+                                  tuple(str(p) for p in spec.get("qualifier_phrases") or ()),
+                                  tuple(str(p).lower() for p in spec.get("current_cues") or ()),
+                                  bool(spec.get("details_in_parentheses", False)))
     valid = set(STATUS_OF_CATEGORY) | set(BREAK_CATEGORIES) | {"TERMINATE", "PSEUDO", NOT_A_FINDING}
     for i, m in enumerate(data["modifiers"], start=1):
         if m.get("category") not in valid or not (m.get("literals") or m.get("patterns")):
@@ -244,6 +258,8 @@ def _pipeline(path: str, version: str):
                   for p in target.negated_phrases]
         rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"default_status": "affirmed"})
                   for p in target.present_phrases]
+        rules += [TargetRule(p, concept, pattern=_phrase_pattern(p, nlp), metadata={"qualifier": True})
+                  for p in target.qualifier_phrases]
     for kind, phrases in lex.care.items():
         rules += [TargetRule(p, CARE_PREFIX + kind, pattern=_phrase_pattern(p, nlp)) for p in phrases]
     rules += [TargetRule("duration", DURATION, pattern=p) for p in _duration_patterns(lex.durations)]
@@ -265,7 +281,8 @@ def _pipeline(path: str, version: str):
                                          allowed_types=set(m.get("allowed_types") or ()) or None,
                                          excluded_types=set(m.get("excluded_types") or ()) or None,
                                          on_modifies=next((f for k, f in _ON_MODIFIES.items() if m.get(k)),
-                                                          None)))
+                                                          None),
+                                         metadata={"spares_present": True} if m.get("spares_present") else None))
     context.add(modifiers)
     first_tokens = _FirstTokens.of([r.pattern for r in rules if isinstance(r.pattern, list) and r.pattern])
     # Symptom words ("LBP", "neck pain") only anchor durations; matched apart from the targets so that an
@@ -359,7 +376,8 @@ def read(doc, lex: Lexicon, symptoms=None) -> list[dict]:
     durations = lex.durations
     symptom_days = None
     for sent in doc.sents:
-        in_sent = [e for e in ents if e.start >= sent.start and e.end <= sent.end]
+        # a phrase the sentence splitter cut ("?compression #" at the end of a text) belongs where it starts
+        in_sent = [e for e in ents if sent.start <= e.start < sent.end]
         for e in in_sent:
             if e.label_ in (DURATION, ONSET, NOT_A_FINDING):
                 continue
@@ -368,7 +386,11 @@ def read(doc, lex: Lexicon, symptoms=None) -> list[dict]:
             meta = e._.target_rule.metadata or {}
             if meta.get("measurement") and not _reading_counts(e, lex.measurements[e.label_]):
                 continue  # "T 37.2": a normal reading is no finding
+            if _part_of_other_mention(e, ents, doc, lex):
+                continue  # "weakness EHL 4/5", "IMPLANTS: cochlear implant", "chronic steroids (prednisone ...)"
             cues = [m for m in e._.modifiers if not _outside_repeated_list(m, e, ents, doc)]
+            if meta.get("default_status") == "affirmed":  # "assess hardware": the hardware is there
+                cues = [m for m in cues if not (m.rule.metadata or {}).get("spares_present")]
             if e.label_.startswith(CARE_PREFIX):  # "no trauma, PT x 3 wks": the PT was done; "no PT yet" was not
                 cues = [m for m in cues if m.category != "NEGATED_EXISTENCE" or m.modifier_span[0] > e.start
                         or not any(t.text == "," for t in doc[m.modifier_span[1]:e.start])]
@@ -381,6 +403,8 @@ def read(doc, lex: Lexicon, symptoms=None) -> list[dict]:
                                                           else "affirmed"))
             if meta.get("negated"):
                 status, cue = "negated", None  # "afebrile": a negated mention in one word
+            if status == "historical" and target is not None and _made_current(e, doc, target, durations):
+                status = "affirmed"  # "hx breast ca on tamoxifen": the history goes on
             kind = "care" if e.label_.startswith(CARE_PREFIX) else "finding"
             concept = e.label_.removeprefix(CARE_PREFIX)
             quote = e.text
@@ -478,6 +502,45 @@ def _care_list(rows: list[dict], doc, duration, sent) -> list[dict]:
         if len(gap) <= 2 and all(t.lower_ in ("for", "x", "of", "trial", "failed", "ongoing", "over") for t in gap):
             return chain(before, -1)
     return []
+
+
+def _part_of_other_mention(ent, ents, doc, lex) -> bool:
+    """Whether a finding only restates a finding of the same concept next to it, so that the two are one mention:
+    a grade after the mention it grades ("weakness R hip flexion 4/5"), a heading whose item follows it at once
+    ("IMPLANTS: cochlear implant", "Steroids: prednisone daily long-term"), details in parentheses where the
+    concept says so ("chronic steroids (prednisone 20 mg x 2 yrs)")."""
+    same = [x for x in ents if x.label_ == ent.label_ and x is not ent and x.sent == ent.sent]
+    meta = ent._.target_rule.metadata or {}
+    if meta.get("qualifier") and any(x.end <= ent.start and ent.start - x.end <= 4
+                                     and not any(t.is_punct for t in doc[x.end:ent.start]) for x in same):
+        return True
+    if ent.end < len(doc) and doc[ent.end].text == ":" and any(x.start == ent.end + 1 for x in same):
+        return True
+    target = lex.targets.get(ent.label_)
+    return bool(target is not None and target.details_in_parentheses and any(
+        x.end < ent.start and doc[x.end].text == "(" and ent.start - x.end <= 3
+        and not any(t.text == ")" for t in doc[x.end:ent.start]) for x in same))
+
+
+def _made_current(ent, doc, target, durations) -> bool:
+    """A current cue right after a historical mention (one punctuation mark may come between): "hx breast ca on
+    tamoxifen", "hx prostate ca with known bone mets", "hx IVDU (last use 2 days ago)". Not when the words after
+    it date the use far back ("last used 10 yrs ago")."""
+    if not target.current_cues:
+        return False
+    end = ent.sent.end
+    i = ent.end
+    if i < end and doc[i].is_punct and doc[i].text not in (".", ";"):
+        i += 1
+    words = [t.lower_ for t in doc[i:min(end, i + 4)]]
+    cue = next((c.split() for c in target.current_cues if words[:len(c.split())] == c.split()), None)
+    if cue is None or (len(words) > len(cue) and words[len(cue)] in DOUBT_WORDS):
+        return False  # "last use unclear"
+    for j in range(i, min(end, i + 8) - 1):
+        if doc[j + 1].lower_ == "ago":  # "last used 2 days ago" is current; "months ago", "10 yrs ago" are not
+            days = _duration_days(doc[max(i, j - 1):j + 1].text, durations)
+            return days is not None and days < (target.historical_after_days or 365)
+    return True
 
 
 def _outside_repeated_list(modifier, ent, ents, doc) -> bool:
