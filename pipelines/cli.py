@@ -172,6 +172,9 @@ def _execute(version: Path, run_id: str, input_dir: Path, fmt: str, selected, fi
     result = job.execute_in_process(run_config=run_config, tags=tags, instance=instance, raise_on_error=False,
                                     run_id=run_id)
     if not result.success:
+        if _signals_received:
+            # The signal can land between steps, where Dagster records a run failure with no failed step.
+            raise Interrupted()
         raise RunFailed(_first_failure(result))
 
 
@@ -206,7 +209,11 @@ def _first_failure(result) -> str:
     return "the run failed"
 
 
+_signals_received: list[int] = []  # SIGTERMs this process has received, so a failed run reads as interrupted
+
+
 def _terminate(signum, frame):
+    _signals_received.append(signum)
     raise Interrupted()
 
 

@@ -109,8 +109,18 @@ def run_reports(tmp_path: Path, db: Path) -> tuple[Path, dict]:
 
 
 def read_csv(path: Path) -> list[dict]:
+    """The rows of a published CSV; a suppressed count (an empty cell flagged in the row's `suppressed` column)
+    reads as `<11` (1-10) or `withheld` (its complement), so tests compare labels as the pages show them."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if "suppressed" not in row:
+            continue
+        for flag in filter(None, row.pop("suppressed").split(";")):
+            column, why = flag.split(":")
+            assert row[column] == "", (path.name, column, row[column])  # the number itself never appears
+            row[column] = {"small": "<11", "withheld": "withheld"}[why]
+    return rows
 
 
 def downstream(out: Path, rule_set: str = "standard") -> dict:
@@ -391,6 +401,20 @@ def test_small_cells_are_suppressed_and_their_complements_withheld(small_reports
     for r in rows.values():
         if r["standard_potentially_unnecessary_pct"]:
             assert r["spine_mris"].isdigit() and r["standard_potentially_unnecessary"].isdigit()
+
+
+def test_counts_stay_numeric_with_a_flag_column_for_suppressed_cells(small_reports):
+    """Spreadsheets and pandas read the count columns as numbers; which cells are suppressed is a column."""
+    import pandas as pd
+
+    _, out = small_reports
+    for name in ("providers.csv", "facilities.csv", "downstream_interventions.csv"):
+        frame = pd.read_csv(out / name)
+        counts = [c for c in frame.columns if COUNT_COLUMNS.match(c)]
+        assert counts and all(pd.api.types.is_numeric_dtype(frame[c]) for c in counts), (name, frame.dtypes)
+        flags = frame["suppressed"].dropna()
+        assert flags.str.contains(":small").any(), name
+        assert flags.str.fullmatch(r"([a-z0-9_]+:(small|withheld))(;[a-z0-9_]+:(small|withheld))*").all(), name
 
 
 def test_every_row_and_column_of_the_provider_table_keeps_its_suppressed_cells(small_reports):

@@ -417,12 +417,6 @@ class Protection:
             return show(None)  # `<11`
         return WITHHELD
 
-    def csv(self, key):
-        status = self.status(key)
-        if status == "published":
-            return self.values[key]
-        return SUPPRESSED if status == "small" else WITHHELD
-
     def rate(self, num_key, den_key):
         """num/den when both counts are published (a rate would otherwise reveal them)."""
         num, den = self.get(num_key), self.get(den_key)
@@ -1306,6 +1300,34 @@ def _pct_csv(x):
     return "" if x is None else round(100 * x, 1)
 
 
+class _Count:
+    """A protected count in a CSV row: its number when published, else an empty cell and a flag."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+
+SUPPRESSED_COLUMN = "suppressed"  # `column:small;column:withheld`, the cells left empty in this row
+
+
+def _csv_row(p: Protection, header: list[str], cells: list) -> list:
+    """Counts stay numbers in numeric columns (spreadsheets and pandas read them as such); a suppressed or
+    withheld count is an empty cell, and the row's `suppressed` column names it and says which."""
+    values, flags = [], []
+    for column, cell in zip(header, cells):
+        if isinstance(cell, _Count):
+            status = p.status(cell.key)
+            if status == "published":
+                values.append(p.values[cell.key])
+                continue
+            flags.append(f"{column}:{'small' if status == 'small' else 'withheld'}")
+            cell = ""
+        values.append(cell)
+    return values + [";".join(flags)]
+
+
 def downstream_csv(p: Protection, figures: dict) -> tuple[str, int]:
     header = ["rule_set", "rule_set_version", "category", "intervention", "intervention_concept", "window_days",
               "spine_mris", "scans_with_full_follow_up", "scans_with_event", "percent"]
@@ -1318,9 +1340,10 @@ def downstream_csv(p: Protection, figures: dict) -> tuple[str, int]:
                 for w in WINDOWS:
                     n = ("n", "all", iv.key, w) if c == "all" else ("n", rs, c, iv.key, w)
                     d = ("den", "all", w) if c == "all" else ("den", rs, c, w)
-                    rows.append([rs, versions.get(rs, ""), "all_spine_mri" if c == "all" else c, iv.key,
-                                 iv.concept, w, p.csv(scans_key), p.csv(d), p.csv(n), _pct_csv(p.rate(n, d))])
-    return csv_text(header, rows), len(rows)
+                    rows.append(_csv_row(p, header, [
+                        rs, versions.get(rs, ""), "all_spine_mri" if c == "all" else c, iv.key, iv.concept, w,
+                        _Count(scans_key), _Count(d), _Count(n), _pct_csv(p.rate(n, d))]))
+    return csv_text(header + [SUPPRESSED_COLUMN], rows), len(rows)
 
 
 def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
@@ -1341,14 +1364,14 @@ def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
         row = [kind, "(all)" if kind == "total" else it["unit"]]
         if dim == "provider":
             row.append(it["specialty"] or "")
-        row += [p.csv(it["scans"]), p.csv(it["cats"]["indicated"]), p.csv(it["cats"]["potentially_unnecessary"]),
-                p.csv(it["cats"]["insufficient_information"]), _pct_csv(it["rate"])]
+        row += [_Count(it["scans"]), _Count(it["cats"]["indicated"]), _Count(it["cats"]["potentially_unnecessary"]),
+                _Count(it["cats"]["insufficient_information"]), _pct_csv(it["rate"])]
         for rs in names[1:]:
             key, r = it["other"][rs]
-            row += [p.csv(key), _pct_csv(r)]
-        row += [p.csv(it["fu"]), p.csv(it["inj"]), _pct_csv(it["inj_rate"]), it["funnel"] or ""]
-        out.append(row)
-    return csv_text(header, out), len(out)
+            row += [_Count(key), _pct_csv(r)]
+        row += [_Count(it["fu"]), _Count(it["inj"]), _pct_csv(it["inj_rate"]), it["funnel"] or ""]
+        out.append(_csv_row(p, header, row))
+    return csv_text(header + [SUPPRESSED_COLUMN], out), len(out)
 
 
 # --- entry point -------------------------------------------------------------------------------------------
