@@ -18,6 +18,19 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7eb} th{color:#52606d;font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{font-size:13px;color:#52606d} .warn{color:#9a3412}
+@media print{
+ @page{size:A4;margin:14mm}
+ body{background:#fff;font-size:11pt}
+ header{background:none;color:#000;padding:0 0 6pt;border-bottom:2px solid #0b3c5d}
+ header p{opacity:1}
+ main{padding:0;max-width:none}
+ nav,.modebar,.modebar-container,.no-print{display:none!important}
+ section,.tile{box-shadow:none;border:1px solid #d9e2ec;break-inside:avoid;page-break-inside:avoid}
+ .figure,.plotly-graph-div,tr,.tiles{break-inside:avoid;page-break-inside:avoid}
+ h2{break-after:avoid;page-break-after:avoid}
+ thead{display:table-header-group}
+ a{color:inherit;text-decoration:none}
+}
 """
 
 

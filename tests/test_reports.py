@@ -47,7 +47,7 @@ class Cohort:
 
     def add(self, pid: str, *, codes: str | None = "M54.50", onset: int | None = 20, events=(), later_scans=(),
             provider: str | None = "DR1", facility: str | None = "F1", specialty: str = "primary_care",
-            scan_day: int = 0, procedure: str = "72148"):
+            scan_day: int = 0, procedure: str = "72148", setting: str = "outpatient"):
         base = SCAN + dt.timedelta(days=scan_day)
         if codes is not None:
             self.referrals.append({
@@ -55,7 +55,7 @@ class Cohort:
                 "requested_procedure_code": procedure, "diagnosis_codes": codes, "patient_age": "45",
                 "symptom_onset_date": "" if onset is None else day(-onset, base),
                 "referring_provider_id": provider or "",
-                "referring_specialty": specialty, "care_setting": "outpatient", "facility_id": facility or "",
+                "referring_specialty": specialty, "care_setting": setting, "facility_id": facility or "",
             })
         self.scans.append({
             "scan_id": f"S_{pid}", "patient_id": pid, "scan_date": base.isoformat(), "procedure_code": procedure,
@@ -317,6 +317,93 @@ def test_provider_page_shows_rates_against_the_overall_rate(unit_reports):
     assert "Overall, <b>50.4%</b> of spine MRIs (57 of 113)" in text
     assert text.index("DR_A") < text.index("DR_B")
     assert "12 / 30 (40.0%)" in text  # injections after DR_A's potentially unnecessary MRIs
+
+
+# --- case mix and cost -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def case_mix_reports(tmp_path_factory):
+    """Emergency orders are potentially unnecessary half the time (30 of 60), outpatient ones a fifth (12 of 60).
+    DR_ED orders only from the emergency department (18 of 30); DR_OUT 12 of 30 there and 12 of 60 outpatient.
+    Unit costs: 500 for a 72148 in the emergency department, 200 for anything else."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("case_mix")
+    c = Cohort()
+    c.group("E_pu", 18, provider="DR_ED", setting="emergency")
+    c.group("E_ind", 12, codes="M54.16", provider="DR_ED", setting="emergency")
+    c.group("O_epu", 12, provider="DR_OUT", setting="emergency")
+    c.group("O_eind", 18, codes="M54.16", provider="DR_OUT", setting="emergency")
+    c.group("O_opu", 12, provider="DR_OUT")
+    c.group("O_oind", 48, codes="M54.16", provider="DR_OUT")
+    c.follow_up_until(400)
+    db = c.warehouse(tmp)
+    costs = tmp / "unit_costs.yaml"
+    costs.write_text("currency: EUR\nsource: a test tariff\ncosts:\n"
+                     "  - {cpt: '72148', setting: emergency, cost: 500}\n  - {cpt: '*', setting: '*', cost: 200}\n")
+    os.environ["IMAGING_AUDIT_UNIT_COSTS"] = str(costs)
+    try:
+        out, _ = run_reports(tmp, db)
+    finally:
+        del os.environ["IMAGING_AUDIT_UNIT_COSTS"]
+    return out
+
+
+def test_case_mix_expected_and_adjusted_rates_match_a_hand_computation(case_mix_reports):
+    """Overall 42 / 120 = 35%. DR_ED: expected 30 x 0.5 = 15 (50.0%), adjusted 18 / 15 x 0.35 = 42.0% against a
+    crude 60.0%. DR_OUT: expected 30 x 0.5 + 60 x 0.2 = 27 (30.0%), adjusted 24 / 27 x 0.35 = 31.1%."""
+    rows = {r["referring_provider_id"]: r for r in read_csv(case_mix_reports / "providers.csv")}
+    ed, out = rows["DR_ED"], rows["DR_OUT"]
+    assert (ed["standard_potentially_unnecessary_pct"], ed["standard_expected_pct"],
+            ed["standard_case_mix_adjusted_pct"]) == ("60.0", "50.0", "42.0")
+    assert (out["standard_potentially_unnecessary_pct"], out["standard_expected_pct"],
+            out["standard_case_mix_adjusted_pct"]) == ("26.7", "30.0", "31.1")
+    total = rows["(all)"]
+    assert total["standard_expected_pct"] == total["standard_case_mix_adjusted_pct"] == "35.0"
+    page = (case_mix_reports / "providers.html").read_text(encoding="utf-8")
+    assert "Case-mix adjusted" in page and "42.0%" in page
+
+
+def test_cost_of_potentially_unnecessary_mris_follows_the_unit_costs_by_code_and_setting(case_mix_reports):
+    rows = {r["referring_provider_id"]: r for r in read_csv(case_mix_reports / "providers.csv")}
+    assert float(rows["DR_ED"]["cost_of_pu_mris"]) == 18 * 500
+    assert float(rows["DR_OUT"]["cost_of_pu_mris"]) == 12 * 500 + 12 * 200
+    assert float(rows["(all)"]["cost_of_pu_mris"]) == 30 * 500 + 12 * 200
+    page = (case_mix_reports / "providers.html").read_text(encoding="utf-8")
+    assert "Cost of potentially unnecessary (EUR)" in page and "9,000" in page and "a test tariff" in page
+
+
+def test_costs_are_not_published_where_the_count_is_suppressed(small_reports):
+    _, out = small_reports
+    for r in read_csv(out / "providers.csv"):
+        if r["standard_potentially_unnecessary"] in ("<11", "withheld"):
+            assert r["cost_of_pu_mris"] == r["standard_case_mix_adjusted_pct"] == "", r
+
+
+@pytest.mark.parametrize("text, message", [
+    ("costs: []", "non-empty `costs` list"),
+    ("costs:\n  - {cpt: '72148', cost: ten}", "is not a number"),
+    ("costs:\n  - {cpt: '72148', cost: -1}", "is negative"),
+    ("costs:\n  - {cpt: '72148', cost: 1}\n  - {cpt: '72148', cost: 2}", "given twice"),
+    ("costs:\n  - {cpt: '72148', price: 1}", "must have cpt, setting and cost"),
+    ("costs: [", "not valid YAML"),
+])
+def test_a_bad_unit_cost_file_is_named_with_its_problem(tmp_path, text, message):
+    from assets.publish.costs import UnitCostError, load_unit_costs
+
+    path = tmp_path / "costs.yaml"
+    path.write_text(text)
+    with pytest.raises(UnitCostError, match=message) as caught:
+        load_unit_costs(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_the_shipped_unit_costs_state_their_source():
+    from assets.publish.costs import load_unit_costs
+
+    costs = load_unit_costs()
+    assert costs.currency == "USD" and "Physician Fee Schedule" in costs.source
+    assert costs.sql("p", "s") == "CAST(188.26 AS DOUBLE)"
 
 
 # --- small-cell suppression --------------------------------------------------------------------------------

@@ -7,21 +7,24 @@
   findings yield, safety and contrast reviews;
 - `rule_sets.html`: the rule sets side by side, and the scanner time and cost of potentially unnecessary MRIs.
 
-Every count of 1-10 is suppressed (with its complement where a total would reveal it).
+Every count of 1-10 is suppressed (with its complement where a total would reveal it). The pages share one copy
+of Plotly's library (`plotly.min.js`) in the same folder, so the folder opens offline as a whole.
 """
 
 from __future__ import annotations
 
 import html
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from assets.html import CSS, num, table
-from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show, suppress_row
+from assets.publish.statistics import SMALL_CELL_MAX, SUPPRESSED, is_small, rate, show, suppress_row
 from assets.sql import literal
 
 CATEGORIES = ["indicated", "potentially_unnecessary", "insufficient_information"]
+WAIT_BIN_DAYS = 10
+WAIT_BINS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+"]
+PLOTLY_JS = "plotly.min.js"
 PAGES = [("index.html", "Overview"), ("trends.html", "Trends and variation"),
          ("breakdowns.html", "Breakdowns"), ("rule_sets.html", "Rule sets and resources")]
 
@@ -44,11 +47,8 @@ def _nav(current: str) -> str:
 
 
 def _page(title: str, subtitle: str, body: str, current: str, with_plotly: bool) -> str:
-    script = ""
-    if with_plotly:
-        from plotly.offline import get_plotlyjs
-
-        script = f"<script>{get_plotlyjs()}</script>"
+    # Plotly's library is one file beside the pages (written by build_dashboards), not copied into each.
+    script = f'<script src="{PLOTLY_JS}"></script>' if with_plotly else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title><style>{CSS}
@@ -79,10 +79,19 @@ JOINED = "_verdicts_joined"
 
 
 def _join_once(con) -> None:
+    from assets.publish.casemix import expected_share_sql
+    from assets.publish.costs import load_unit_costs
+
+    # expected_pu: the share of the scan's case-mix stratum (in scope, per rule set), for indirect standardisation.
+    expected = expected_share_sql("m.category = 'potentially_unnecessary'", "r.patient_age", "r.patient_sex",
+                                  "r.care_setting", "m.body_region", "r.referring_specialty",
+                                  within=("m.rule_set", "m.category = 'out_of_scope'"))
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {JOINED} AS
-        SELECT m.scan_id, m.rule_set, m.category, m.scan_date,
+        SELECT m.scan_id, m.rule_set, m.category, m.scan_date, m.body_region, m.procedure_code, m.op8_numerator,
                r.referring_provider_id, r.referring_specialty, r.care_setting, r.patient_age, r.referral_date,
-               s.facility_id
+               s.facility_id, s.scan_minutes,
+               {load_unit_costs().sql("m.procedure_code", "r.care_setting")} AS unit_cost,
+               {expected} AS expected_pu
         FROM mri_classification m
         JOIN scan_links l USING (scan_id)
         LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
@@ -131,7 +140,11 @@ def _gather(con) -> dict:
         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
         GROUP BY 1 ORDER BY 1""".format(cats=", ".join(
         f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES)))
+    pu_cost, pu_hours = _q(con, f"""
+        SELECT sum(unit_cost), avg(scan_minutes) * count(*) / 60.0 FROM {JOINED}
+        WHERE rule_set = 'standard' AND category = 'potentially_unnecessary'""")[0]
     return {
+        "pu_cost": pu_cost, "pu_hours": pu_hours,
         "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
         "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
         "spine_total": spine_total,
@@ -161,6 +174,14 @@ def _headline(figures: dict) -> str:
         (_pct(op8), f"CMS OP-8: lumbar MRIs without prior conservative therapy ({num(op8_num)} of {num(op8_den)} eligible; lower is better)"),
         (_pct(hedis), f"HEDIS LBP: episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is better)"),
     ]
+    if not is_small(unnecessary) and figures.get("pu_cost") is not None:  # the cost would reveal a small count
+        from assets.publish.costs import load_unit_costs
+
+        hours = figures.get("pu_hours")
+        tiles.append((f"{figures['pu_cost']:,.0f} {load_unit_costs().currency}",
+                      "estimated cost of the potentially unnecessary MRIs"
+                      + (f", {hours:,.0f} scanner hours" if hours is not None else "")
+                      + " (unit costs on the rule-set page)"))
     return '<div class="tiles">' + "".join(
         f'<div class="tile"><div class="n">{value}</div><div class="l">{html.escape(label)}</div></div>'
         for value, label in tiles) + "</div>"
@@ -230,27 +251,73 @@ def render_trends(con, figures: dict, subtitle: str) -> str:
         ("facility", "coalesce(m.facility_id, 'unknown')", "where the scan was performed"),
     ):
         rows = _q(con, f"""
-            SELECT {label_sql}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary')
+            SELECT {label_sql}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
+                   sum(m.expected_pu)
             FROM {JOINED} m
             WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1""")
-        shown = [(u, n, x) for u, n, x in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
+        shown = [(u, n, x, e) for u, n, x, e in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
         hidden = len(rows) - len(shown)
         if shown:
-            fig = funnel_figure([u for u, _, _ in shown], [x for _, _, x in shown], [n for _, n, _ in shown],
+            fig = funnel_figure([u for u, *_ in shown], [x for _, _, x, _ in shown], [n for _, n, _, _ in shown],
                                 unit, centre)
+            plural = "facilities" if unit == "facility" else unit + "s"
             parts.append(_section(
-                f"Variation between {'facilities' if unit == 'facility' else unit + 's'}", _fig_html(fig),
-                f"Each point is one {unit} ({join_note}). Points outside the 99.8% limits differ from the overall "
-                f"rate by more than chance would explain; between the 95% and 99.8% limits, look closer. "
-                f"{hidden} {unit}(s) with counts of 1-{SMALL_CELL_MAX} are not shown.",
+                f"Variation between {plural}", _fig_html(fig),
+                f"Each point is one {unit} ({join_note}), at its crude rate. Points outside the 99.8% limits differ "
+                f"from the overall rate by more than chance would explain; between the 95% and 99.8% limits, look "
+                f"closer. {hidden} {unit}(s) with counts of 1-{SMALL_CELL_MAX} are not shown.",
             ))
+            # Indirect standardisation: observed / expected from the unit's own case mix, times the overall rate.
+            adjusted = [min(n, x / e * centre * n) if e else 0.0 for _, n, x, e in shown]
+            fig = funnel_figure([u for u, *_ in shown], adjusted, [n for _, n, _, _ in shown],
+                                unit, centre, adjusted=True)
+            parts.append(_section(
+                f"Variation between {plural}, adjusted for case mix", _fig_html(fig),
+                f"The same {plural} at their case-mix-adjusted rate: observed / expected x the overall rate, where "
+                "the expected count is what the overall rates of each stratum (age band, sex, care setting, body "
+                f"region, referring specialty) give for the {unit}'s own patients. A {unit} that sees mostly "
+                "high-rate strata moves towards the centre; one that stays outside the limits differs for reasons "
+                "the case mix does not explain.",
+            ))
+    parts.append(_op8_by_facility(con, figures))
     return _page("Trends and variation", subtitle, "".join(parts), "trends.html", with_plotly=True)
+
+
+def _op8_by_facility(con, figures: dict) -> str:
+    """CMS OP-8 is a facility measure: each facility's share of eligible lumbar MRIs without antecedent
+    conservative therapy, against the overall share and a published reference rate."""
+    from assets.publish.figures import funnel_figure
+    from assets.publish.reference_rates import reference_rate
+
+    op8_num, op8_den = figures["op8"]
+    centre = rate(op8_num, op8_den)
+    if centre is None or not 0 < centre < 1:
+        return ""
+    rows = _q(con, f"""SELECT coalesce(m.facility_id, 'unknown'), count(m.op8_numerator),
+                              count(*) FILTER (WHERE m.op8_numerator)
+                       FROM {JOINED} m WHERE m.rule_set = 'standard' AND m.op8_numerator IS NOT NULL GROUP BY 1""")
+    shown = [(u, n, x) for u, n, x in rows if not is_small(n) and not is_small(x) and not is_small(n - x)]
+    if not shown:
+        return ""
+    ref = reference_rate("op8")
+    fig = funnel_figure([u for u, _, _ in shown], [x for *_, x in shown], [n for _, n, _ in shown], "facility",
+                        centre, title="CMS OP-8 by facility: lumbar MRIs without prior conservative therapy",
+                        y_title="share without prior conservative therapy",
+                        reference=(ref.rate, f"{ref.label} {ref.rate:.0%}") if ref else None)
+    cite = (f" Reference line: {html.escape(ref.label)}, {ref.rate:.0%} — {html.escape(ref.population)} "
+            f"({html.escape(ref.citation)}). It is a published figure for orientation, measured on another "
+            "population and period; the funnel limits are around this audit's own rate.") if ref else ""
+    return _section("CMS OP-8 by facility", _fig_html(fig),
+                    f"OP-8-eligible lumbar MRIs per facility (standard rule set's OP-8 logic); lower is better. "
+                    f"{len(rows) - len(shown)} facility(ies) with counts of 1-{SMALL_CELL_MAX} are not shown."
+                    + cite)
 
 
 def render_breakdowns(con, subtitle: str) -> str:
     from assets.publish.figures import histogram_by_category_figure, share_bar_figure, stacked_categories_figure
 
-    parts = []
+    parts = ['<p class="note">In every chart a grey cross marks a suppressed cell: 1-10 scans, or the cell that '
+             'would reveal one. Its number is not in the page.</p>']
     reasons = _q(con, """SELECT reason, count(*) FROM (SELECT unnest(string_split(reasons, ';')) AS reason
                          FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope')
                          GROUP BY 1 ORDER BY 2 DESC""")
@@ -276,28 +343,33 @@ def render_breakdowns(con, subtitle: str) -> str:
         "Spine MRIs by facility and verdict", "coalesce(m.facility_id, 'unknown')", "facility", order="1"))))
     parts.append(_section("By care setting", _fig_html(stacked(
         "Spine MRIs by care setting and verdict", "coalesce(m.care_setting, 'unknown')", "care setting"))))
-    age_band = ("CASE WHEN m.patient_age IS NULL THEN 'unknown' WHEN m.patient_age < 18 THEN '0-17' "
-                "WHEN m.patient_age < 40 THEN '18-39' WHEN m.patient_age < 65 THEN '40-64' "
-                "WHEN m.patient_age < 75 THEN '65-74' ELSE '75+' END")
+    from assets.publish.casemix import AGE_BAND_SQL
+
+    age_band = AGE_BAND_SQL.format(age="m.patient_age")
     parts.append(_section("By age band", _fig_html(stacked(
         "Spine MRIs by age band and verdict", age_band, "age at referral (years)", order="1"))))
-    waits = _q(con, """SELECT m.category, least(CAST(m.scan_date - r.referral_date AS INTEGER), 60) AS days, count(*)
+    # Ten-day bins with the last open-ended; every verdict in scope, side by side.
+    waits = _q(con, f"""SELECT m.category, least((m.scan_date - r.referral_date) // {WAIT_BIN_DAYS},
+                                                 {len(WAIT_BINS) - 1}) AS bin, count(*)
                        FROM mri_classification m JOIN scan_links l USING (scan_id)
                        JOIN referrals_current r ON r.referral_id = l.referral_id
                        WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope'
                          AND m.scan_date >= r.referral_date GROUP BY 1, 2 ORDER BY 1, 2""")
-    values: dict[str, dict[int, int]] = {}
-    for category, days, n in waits:
-        if category in CATEGORIES and not is_small(n):  # day bins of 1-10 scans are left out
-            values.setdefault(category, {})[days] = n
+    grid = {c: [0] * len(WAIT_BINS) for c in CATEGORIES}
+    for category, index, n in waits:
+        if category in grid:
+            grid[category][index] = n
+    # A verdict's bins add up to its count of scans, so one small bin takes a complement with it.
+    values = {c: suppress_row(bins) for c, bins in grid.items() if any(bins)}
     medians = _q(con, """SELECT m.category, median(m.scan_date - r.referral_date) FROM mri_classification m
                          JOIN scan_links l USING (scan_id) JOIN referrals_current r ON r.referral_id = l.referral_id
                          WHERE m.rule_set = 'standard' AND m.category <> 'out_of_scope' GROUP BY 1 ORDER BY 1""")
     if values:
         parts.append(_section("Time from referral to scan", _fig_html(histogram_by_category_figure(
-            values, "Days from referral to scan, by verdict (standard rule set)", "days from referral to scan (60 = 60 or more)")),
+            WAIT_BINS, values, "Days from referral to scan, by verdict (standard rule set)",
+            "days from referral to scan")),
             "; ".join(f"{c.replace('_', ' ')}: median {m:.0f} days" for c, m in medians if c in CATEGORIES)
-            + ". Day bins holding 1-10 scans are not drawn."))
+            + ". A cross marks a bin of 1-10 scans, or the bin that would reveal one (suppressed)."))
     findings = _q(con, """
         SELECT coalesce(s.findings_category, 'not reported') AS finding,
                count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
@@ -325,47 +397,73 @@ def render_breakdowns(con, subtitle: str) -> str:
 def render_rule_sets(con, subtitle: str) -> str:
     from assets.publish.figures import rule_set_shift_figure
 
+    from assets.publish.reports import Protection
+
     parts = []
+    every = CATEGORIES + ["out_of_scope"]
     per_set = _q(con, f"""SELECT rule_set, rule_set_version,
-                          {', '.join(f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES + ['out_of_scope'])}
+                          {', '.join(f"count(*) FILTER (WHERE category = {literal(c)})" for c in every)}
                           FROM mri_classification GROUP BY 1, 2 ORDER BY rule_set <> 'standard', rule_set""")
-    rows = [(rs, v, *[show(x) if x is None else x for x in suppress_row(list(c))]) for rs, v, *c in per_set]
+    names = [r[0] for r in per_set]
+    both = "standard" in names and "acr-2021" in names
+    # One protection for the page: the per-set counts, the cross-tabulation (its rows add up to the standard
+    # counts and its columns to the acr-2021 ones) and the scan total the overview shows, so no suppressed cell
+    # can be worked out from the other table's margins.
+    p = Protection()
+    total = p.add(("scans",), _q(con, "SELECT count(*) FROM scan_links")[0][0], keep=9)
+    for rs, _, *counts in per_set:
+        for c, n in zip(every, counts):
+            p.add(("set", rs, c), n, keep=5)
+        p.equation(total, *[("set", rs, c) for c in every])
+    cats = CATEGORIES
+    if both:
+        cross = _q(con, f"""SELECT a.category, b.category, count(*) FROM mri_classification a
+                           JOIN mri_classification b ON b.scan_id = a.scan_id AND b.rule_set = 'acr-2021'
+                           WHERE a.rule_set = 'standard' AND a.category <> 'out_of_scope'
+                             AND b.category <> 'out_of_scope' GROUP BY ALL""")
+        grid = {(a, b): n for a, b, n in cross}
+        for a in cats:
+            for b in cats:
+                p.add(("cross", a, b), grid.get((a, b), 0))
+        for a in cats:
+            p.equation(("set", "standard", a), *[("cross", a, b) for b in cats])
+        for b in cats:
+            p.equation(("set", "acr-2021", b), *[("cross", a, b) for a in cats])
+    p.solve()
+    rows = [(rs, v, *[p.text(("set", rs, c)) if p.status(("set", rs, c)) != "published" else n
+                      for c, n in zip(every, counts)]) for rs, v, *counts in per_set]
     parts.append(_section("Verdicts per rule set", table(
         ["rule set", "version", "indicated", "potentially unnecessary", "insufficient information", "out of scope"],
         rows, numeric={2, 3, 4, 5})))
-    names = [r[0] for r in per_set]
-    if "standard" in names and "acr-2021" in names:
-        cats = CATEGORIES
-        cross = _q(con, f"""SELECT a.category, b.category, count(*) FROM mri_classification a
-                           JOIN mri_classification b ON b.scan_id = a.scan_id AND b.rule_set = 'acr-2021'
-                           WHERE a.rule_set = 'standard' AND a.category <> 'out_of_scope' GROUP BY ALL""")
-        grid = {(a, b): n for a, b, n in cross}
-        z = []
-        for a in cats:
-            z.append([None if v is None else v for v in suppress_row([grid.get((a, b), 0) for b in cats])])
-        parts.append(_section("How verdicts shift between rule sets", _fig_html(rule_set_shift_figure(cats, cats, z)),
+    if both:
+        z = [[p.get(("cross", a, b)) for b in cats] for a in cats]
+        labels = [[p.text(("cross", a, b)) for b in cats] for a in cats]
+        parts.append(_section("How verdicts shift between rule sets",
+                              _fig_html(rule_set_shift_figure(cats, cats, z, labels)),
             "Rows: the verdict under the standard rule set; columns: under acr-2021. The ACR criteria do not accept "
             "radiculopathy alone before six weeks and, after six weeks, ask for surgical or interventional "
-            "candidacy; they count age over 70 as a fracture-risk flag. Blank cells hold 1-10 scans (suppressed), or "
-            "the cell that would reveal them."))
-    cost = float(os.environ.get("IMAGING_AUDIT_COST_PER_MRI", "400"))
-    currency = os.environ.get("IMAGING_AUDIT_CURRENCY", "USD")
-    resource_rows = _q(con, """
-        SELECT m.rule_set, m.category, count(*), sum(s.scan_minutes), count(s.scan_minutes)
-        FROM mri_classification m JOIN scans_current s USING (scan_id)
+            f"candidacy; they count age over 70 as a fracture-risk flag. {SUPPRESSED} marks a cell of 1-10 scans; "
+            "withheld, a cell left out because it, with the totals of the table above, would reveal one."))
+    from assets.publish.costs import load_unit_costs
+
+    costs = load_unit_costs()
+    resource_rows = _q(con, f"""
+        SELECT m.rule_set, m.category, count(*), avg(m.scan_minutes) * count(*) / 60.0, sum(m.unit_cost)
+        FROM {JOINED} m
         WHERE m.category <> 'out_of_scope' GROUP BY 1, 2 ORDER BY m.rule_set <> 'standard', m.rule_set, 2""")
     rows = []
-    for rule_set, category, n, minutes, timed in resource_rows:
-        if is_small(n):
-            rows.append((rule_set, category.replace("_", " "), show(n), "–", "–"))
+    for rule_set, category, n, hours, cost in resource_rows:
+        key = ("set", rule_set, category)
+        if key in p.values and p.status(key) != "published":  # hours and cost would reveal the count
+            rows.append((rule_set, category.replace("_", " "), p.text(key), "–", "–"))
             continue
-        hours = (minutes or 0) / 60 * (n / timed) if timed else None  # untimed scans at the mean of timed ones
         rows.append((rule_set, category.replace("_", " "), n, "–" if hours is None else f"{hours:,.0f}",
-                     f"{n * cost:,.0f}"))
+                     f"{cost or 0:,.0f}"))
     parts.append(_section("Scanner time and cost", table(
-        ["rule set", "verdict", "spine MRIs", "scanner hours", f"estimated cost ({currency})"], rows, numeric={2, 3, 4}),
-        f"Scanner hours from the scans' table time (scans without it counted at the mean of those with it); cost at "
-        f"{cost:,.0f} {html.escape(currency)} per exam (set IMAGING_AUDIT_COST_PER_MRI and IMAGING_AUDIT_CURRENCY)."))
+        ["rule set", "verdict", "spine MRIs", "scanner hours", f"estimated cost ({costs.currency})"], rows,
+        numeric={2, 3, 4}),
+        "Scanner hours from the scans' table time (scans without it counted at the mean of those with it). Cost: "
+        f"{html.escape(costs.describe())}. Source: {html.escape(costs.source)}"))
     return _page("Rule sets and resources", subtitle, "".join(parts), "rule_sets.html", with_plotly=True)
 
 
@@ -384,6 +482,9 @@ def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -
         "rule_sets.html": render_rule_sets(con, subtitle),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    from plotly.offline import get_plotlyjs
+
+    pages[PLOTLY_JS] = get_plotlyjs()
     sizes = {}
     for name, text in pages.items():
         (out_dir / name).write_text(text, encoding="utf-8")

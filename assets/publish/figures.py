@@ -1,7 +1,8 @@
 """Plotly figures of the dashboards, built from small aggregated frames.
 
 One colour per category everywhere (Okabe-Ito palette, safe for colour-blind readers); every axis labelled with
-its unit; suppressed cells (1-10) are left out of the charts and said so in the notes.
+its unit; a suppressed cell (1-10, or the complement that would reveal one) is drawn as a grey cross where its
+bar would be, labelled in the legend and the hover text, never as an empty gap a reader could take for zero.
 """
 
 from __future__ import annotations
@@ -67,8 +68,12 @@ def p_chart_figure(months: list[str], unnecessary: list[int], spine: list[int], 
                    "month of scan", "share of spine MRIs"), chart
 
 
-def funnel_figure(units: list[str], unnecessary: list[int], totals: list[int], unit_label: str, centre: float):
-    """Funnel plot: each unit's rate against its volume, with 95% and 99.8% limits around the overall rate."""
+def funnel_figure(units: list[str], unnecessary: list, totals: list[int], unit_label: str, centre: float,
+                  adjusted: bool = False, title: str | None = None, y_title: str = "share potentially unnecessary",
+                  reference: tuple[float, str] | None = None):
+    """Funnel plot: each unit's rate against its volume, with 95% and 99.8% limits around the overall rate.
+    `adjusted`: the counts are case-mix-adjusted (observed / expected x overall x volume); `reference`: a
+    published rate drawn as a line of its own, (rate, label)."""
     import plotly.graph_objects as go
 
     top = max(totals) if totals else 10
@@ -80,24 +85,50 @@ def funnel_figure(units: list[str], unnecessary: list[int], totals: list[int], u
         fig.add_trace(go.Scatter(x=ns, y=upper, name=name, line={"color": "#7b8794", "dash": dash}))
         fig.add_trace(go.Scatter(x=ns, y=lower, showlegend=False, line={"color": "#7b8794", "dash": dash},
                                  hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[0, top * 1.05], y=[centre, centre], name=f"overall {centre:.1%}",
+    fig.add_trace(go.Scatter(x=[0, top * 1.05], y=[centre, centre], name=f"overall {centre:.1%}", mode="lines",
                              line={"color": DARK, "width": 1}))
+    if reference is not None:
+        fig.add_trace(go.Scatter(x=[0, top * 1.05], y=[reference[0], reference[0]], name=reference[1], mode="lines",
+                                 line={"color": "#009E73", "width": 2, "dash": "longdash"}))
     rates = [u / t for u, t in zip(unnecessary, totals)]
+    hover = ("%{text}: %{y:.1%} adjusted for case mix (%{x} spine MRIs)<extra></extra>" if adjusted
+             else "%{text}: %{y:.1%} (%{customdata} of %{x})<extra></extra>")
     fig.add_trace(go.Scatter(
         x=totals, y=rates, mode="markers", name="facilities" if unit_label == "facility" else unit_label + "s",
         marker={"color": CATEGORY_COLOURS["potentially_unnecessary"], "size": 9, "opacity": 0.85,
-                "line": {"color": "white", "width": 1}},
-        text=units, customdata=unnecessary,
-        hovertemplate="%{text}: %{y:.1%} (%{customdata} of %{x} spine MRIs)<extra></extra>",
+                "symbol": "diamond" if adjusted else "circle", "line": {"color": "white", "width": 1}},
+        text=units, customdata=unnecessary, hovertemplate=hover,
     ))
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return _layout(fig, f"Potentially unnecessary share by {unit_label} against volume (funnel plot)",
-                   f"spine MRIs per {unit_label}", "share potentially unnecessary")
+    default = (f"Case-mix-adjusted potentially unnecessary share by {unit_label} (funnel plot)" if adjusted
+               else f"Potentially unnecessary share by {unit_label} against volume (funnel plot)")
+    return _layout(fig, title or default, f"spine MRIs per {unit_label}", y_title)
+
+
+SUPPRESSED_LABEL = "suppressed (1-10, or the cell that would reveal one)"
+SUPPRESSED_COLOUR = "#52606d"
+
+
+def _suppressed_markers(fig, labels: list, positions: list, names: list[str], horizontal: bool = False) -> None:
+    """One legend entry and a cross per suppressed cell, at `positions` along the value axis."""
+    import plotly.graph_objects as go
+
+    if not labels:
+        return
+    marker = dict(symbol="x-thin-open", size=11, line={"width": 2, "color": SUPPRESSED_COLOUR},
+                  color=SUPPRESSED_COLOUR)
+    text = [f"{name}: suppressed" for name in names]
+    common = dict(mode="markers", name=SUPPRESSED_LABEL, marker=marker, text=text, cliponaxis=False,
+                  hovertemplate="%{text}<extra></extra>", legendrank=2000)
+    if horizontal:
+        fig.add_trace(go.Scatter(y=labels, x=positions, **common))
+    else:
+        fig.add_trace(go.Scatter(x=labels, y=positions, **common))
 
 
 def stacked_categories_figure(labels: list[str], counts: dict[str, list], title: str, x_title: str,
                               horizontal: bool = False):
-    """Counts per category stacked for each label (suppressed cells are missing bars)."""
+    """Counts per category stacked for each label; a suppressed cell (None) is a cross at the end of its bar."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -107,6 +138,9 @@ def stacked_categories_figure(labels: list[str], counts: dict[str, list], title:
             fig.add_trace(go.Bar(y=labels, x=values, orientation="h", **bar))
         else:
             fig.add_trace(go.Bar(x=labels, y=values, **bar))
+    hidden = [(label, sum(v[i] or 0 for v in counts.values()), f"{label}, {CATEGORY_LABELS[c]}")
+              for i, label in enumerate(labels) for c, v in counts.items() if v[i] is None]
+    _suppressed_markers(fig, [h[0] for h in hidden], [h[1] for h in hidden], [h[2] for h in hidden], horizontal)
     fig.update_layout(barmode="stack")
     height = max(360, 28 * len(labels) + 140) if horizontal else 420
     if horizontal:
@@ -127,27 +161,46 @@ def share_bar_figure(labels: list[str], shares: list[float | None], totals: list
     return _layout(fig, title, "share potentially unnecessary", x_title, max(320, 30 * len(labels) + 140))
 
 
-def histogram_by_category_figure(values: dict[str, dict[int, int]], title: str, x_title: str):
-    """Counts per day bin for each category, drawn as overlaid bars (bins are aggregated in SQL)."""
+BIN_GAP = 0.2
+
+
+def histogram_by_category_figure(bins: list[str], values: dict[str, list[int | None]], title: str, x_title: str):
+    """Counts per bin (labels in order, aggregated in SQL) for each category, side by side so every bar keeps its
+    legend colour; a suppressed bin (None) is a cross at the foot of where its bar would be."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for category, bins in values.items():
-        days = sorted(bins)
-        fig.add_trace(go.Bar(x=days, y=[bins[d] for d in days], name=CATEGORY_LABELS[category],
-                             marker_color=CATEGORY_COLOURS[category], opacity=0.7))
-    fig.update_layout(barmode="overlay", bargap=0.05)
+    categories = list(values)
+    # Bins sit at 0, 1, 2, ... (labelled with their ranges) so a cross can be placed over its category's slot.
+    slots = list(range(len(bins)))
+    for category in categories:
+        fig.add_trace(go.Bar(x=slots, y=values[category], name=CATEGORY_LABELS[category], text=bins,
+                             marker_color=CATEGORY_COLOURS[category], textposition="none",
+                             hovertemplate="%{text} days: %{y} spine MRIs<extra>%{fullData.name}</extra>"))
+    width = (1 - BIN_GAP) / max(len(categories), 1)
+    hidden = [(i + (k - (len(categories) - 1) / 2) * width, f"{bins[i]} days, {CATEGORY_LABELS[c]}")
+              for k, c in enumerate(categories) for i, v in enumerate(values[c]) if v is None]
+    _suppressed_markers(fig, [h[0] for h in hidden], [0] * len(hidden), [h[1] for h in hidden])
+    fig.update_layout(barmode="group", bargap=BIN_GAP, bargroupgap=0.0)
+    fig.update_xaxes(tickmode="array", tickvals=slots, ticktext=bins, range=[-0.5, len(bins) - 0.5])
     return _layout(fig, title, x_title, "spine MRIs")
 
 
-def rule_set_shift_figure(standard: list[str], acr: list[str], counts: list[list]):
+def rule_set_shift_figure(standard: list[str], acr: list[str], counts: list[list], labels: list[list]):
     """Heat map of how the same scans are judged by two rule sets (suppressed cells blank)."""
     import plotly.graph_objects as go
 
+    text = [[label if v is None else f"{v:,}" for v, label in zip(row, names)] for row, names in zip(counts, labels)]
     fig = go.Figure(go.Heatmap(
-        z=counts, x=[CATEGORY_LABELS[c] for c in acr], y=[CATEGORY_LABELS[c] for c in standard],
-        colorscale=[[0, "#f0f4f8"], [1, "#0072B2"]], texttemplate="%{z}", showscale=False,
-        hovertemplate="standard %{y}, acr-2021 %{x}: %{z} scans<extra></extra>",
+        z=counts, x=[CATEGORY_LABELS[c] for c in acr], y=[CATEGORY_LABELS[c] for c in standard], text=text,
+        colorscale=[[0, "#f0f4f8"], [1, "#0072B2"]], texttemplate="%{text}", showscale=False,
+        hovertemplate="standard %{y}, acr-2021 %{x}: %{text} scans<extra></extra>", hoverongaps=True,
     ))
+    # Heat-map gaps draw no text, so a suppressed cell is labelled by an annotation of its own.
+    for i, row in enumerate(counts):
+        for j, v in enumerate(row):
+            if v is None:
+                fig.add_annotation(x=CATEGORY_LABELS[acr[j]], y=CATEGORY_LABELS[standard[i]], text=text[i][j],
+                                   showarrow=False, font={"color": SUPPRESSED_COLOUR})
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "The same spine MRIs under both rule sets", "acr-2021 verdict", "standard verdict", 420)

@@ -439,11 +439,21 @@ def per_scan_ctes(rule_sets: list[str]) -> str:
     """CTEs ending in `per_scan`: one row per spine MRI with its categories and first downstream events.
 
     `per_scan` columns: scan_id, patient_id, scan_date, procedure_code, body_region, referral_id, facility_id,
-    referring_provider_id, referring_specialty, cat_0.. (the category under each rule set, in the order given;
-    cat_0 the primary), data_end (the last date the data cover), follow_up_days (data_end - scan_date) and
-    first_<intervention> (days from the scan to the first such event, 1..365, NULL when none).
+    referring_provider_id, referring_specialty, care_setting, scan_minutes, unit_cost (reference/unit_costs.yaml
+    by CPT and care setting), expected_pu (the primary rule set's potentially unnecessary share among all spine
+    MRIs of the same case mix: age band, sex, care setting, body region and specialty; summed over a provider's
+    scans it is the count indirect standardisation expects), cat_0.. (the category under each rule set, in the
+    order given; cat_0 the primary), data_end (the last date the data cover), follow_up_days (data_end -
+    scan_date) and first_<intervention> (days from the scan to the first such event, 1..365, NULL when none).
     """
     from assets.classify.value_sets import concept_match_sql
+    from assets.publish.costs import load_unit_costs
+
+    from assets.publish.casemix import expected_share_sql
+
+    unit_cost = load_unit_costs().sql("l.procedure_code", "r.care_setting")
+    expected = expected_share_sql("c.cat_0 = 'potentially_unnecessary'", "r.patient_age", "r.patient_sex",
+                                  "r.care_setting", "l.body_region", "r.referring_specialty")
 
     max_window = max(WINDOWS)
     cats = ", ".join(
@@ -466,7 +476,10 @@ def per_scan_ctes(rule_sets: list[str]) -> str:
     ),
     spine AS (
         SELECT l.scan_id, l.patient_id, l.scan_date, l.procedure_code, l.body_region, l.referral_id,
-               s.facility_id, r.referring_provider_id, r.referring_specialty, {cat_cols}
+               s.facility_id, r.referring_provider_id, r.referring_specialty, r.care_setting, s.scan_minutes,
+               {unit_cost} AS unit_cost,
+               {expected} AS expected_pu,
+               {cat_cols}
         FROM scan_links l
         JOIN cls c USING (scan_id)
         LEFT JOIN scans_current s USING (scan_id)
@@ -534,6 +547,10 @@ def aggregate_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
         ]
     pu = "cat_0 = 'potentially_unnecessary'"
     cols += [
+        "sum(expected_pu) AS pu_expected",
+        f"sum(unit_cost) FILTER (WHERE {pu}) AS pu_cost",
+        # Scanner hours: scans without a table time count at the mean of those with one.
+        f"avg(scan_minutes) FILTER (WHERE {pu}) * count(*) FILTER (WHERE {pu}) / 60.0 AS pu_hours",
         f"count(*) FILTER (WHERE {pu} AND follow_up_days >= {PROVIDER_WINDOW}) AS pu_fu",
         f"count(*) FILTER (WHERE {pu} AND follow_up_days >= {PROVIDER_WINDOW} "
         f"AND first_injection <= {PROVIDER_WINDOW}) AS pu_inj",
@@ -1001,6 +1018,7 @@ def unit_rows(p: Protection, figures: dict, dim: str) -> list[dict]:
         r = p.rate((dim, u, primary, pu), (dim, u, "scans"))
         item = {
             "unit": u, "specialty": specialty, "scans": (dim, u, "scans"),
+            **_case_mix_and_cost(p, row, (dim, u, primary, pu), (dim, u, "scans"), centre),
             "cats": {c: (dim, u, primary, c) for c in CATEGORIES},
             "rate": r,
             "other": {rs: ((dim, u, rs, pu), p.rate((dim, u, rs, pu), (dim, u, "scans"))) for rs in names[1:]},
@@ -1014,12 +1032,32 @@ def unit_rows(p: Protection, figures: dict, dim: str) -> list[dict]:
     return out
 
 
+def _case_mix_and_cost(p: Protection, row: dict, pu_key, scans_key, centre) -> dict:
+    """The expected rate from the unit's case mix, its adjusted rate, and the cost and scanner hours of its
+    potentially unnecessary MRIs: published only with the counts they are derived from (each would reveal
+    them)."""
+    from assets.publish.casemix import adjusted_rate
+
+    observed, scans = p.get(pu_key), p.get(scans_key)
+    if observed is None or scans is None or not scans:
+        return {"expected_rate": None, "adjusted_rate": None, "pu_cost": None, "pu_hours": None}
+    expected = float(row.get("pu_expected") or 0.0)
+    return {
+        "expected_rate": expected / scans,
+        "adjusted_rate": adjusted_rate(observed, expected, centre),
+        "pu_cost": row.get("pu_cost") or 0.0,
+        "pu_hours": row.get("pu_hours"),
+    }
+
+
 def _total_item(p: Protection, figures: dict) -> dict:
     names = figures["names"]
     primary = names[0]
     pu = "potentially_unnecessary"
+    centre = p.rate(("scans", primary, pu), ("scans", "all"))
     return {
         "unit": "All", "specialty": None, "scans": ("scans", "all"),
+        **_case_mix_and_cost(p, figures["total"] or {}, ("scans", primary, pu), ("scans", "all"), centre),
         "cats": {c: ("scans", primary, c) for c in CATEGORIES},
         "rate": p.rate(("scans", primary, pu), ("scans", "all")),
         "other": {rs: (("scans", rs, pu), p.rate(("scans", rs, pu), ("scans", "all"))) for rs in names[1:]},
@@ -1030,6 +1068,9 @@ def _total_item(p: Protection, figures: dict) -> dict:
 
 
 def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime) -> str:
+    from assets.publish.costs import load_unit_costs
+
+    costs = load_unit_costs()
     names = figures["names"]
     primary = names[0]
     noun, plural = ("referring provider", "referring providers") if dim == "provider" else ("facility", "facilities")
@@ -1037,11 +1078,13 @@ def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime)
     total = _total_item(p, figures)
     headers = [noun.capitalize()] + (["Specialty"] if dim == "provider" else []) + [
         "Spine MRIs", "Indicated", "Potentially unnecessary", "Insufficient information",
-        f"Rate, {primary}", *[f"Rate, {rs}" for rs in names[1:]],
+        f"Rate, {primary}", "Expected from case mix", "Case-mix adjusted", *[f"Rate, {rs}" for rs in names[1:]],
         "Funnel limits", f"Injection within {PROVIDER_WINDOW} days",
+        f"Cost of potentially unnecessary ({costs.currency})", "Their scanner hours",
     ]
     first_num = 2 if dim == "provider" else 1
-    numeric = set(range(first_num, len(headers) - 2)) | {len(headers) - 1}
+    funnel_col = len(headers) - 4
+    numeric = set(range(first_num, len(headers))) - {funnel_col}
 
     def cells(it, label):
         row = [html.escape(label)]
@@ -1050,11 +1093,14 @@ def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime)
         row += [p.text(it["scans"]), *[p.text(it["cats"][c]) for c in
                                        ("indicated", "potentially_unnecessary", "insufficient_information")]]
         row.append(f"<b>{_pct(it['rate'])}</b>")
+        row += [_pct(it["expected_rate"]), _pct(it["adjusted_rate"])]
         row += [_pct(r) for _, r in it["other"].values()]
         f = it["funnel"]
         cls = "hi" if f and f.startswith("above") else "lo" if f and f.startswith("below") else ""
         row.append(f'<td class="win {cls}">{html.escape(FUNNEL_LABEL.get(f, "–"))}</td>')
         row.append(_frac(p, it["inj"], it["fu"]))
+        row.append("–" if it["pu_cost"] is None else f"{it['pu_cost']:,.0f}")
+        row.append("–" if it["pu_hours"] is None else f"{it['pu_hours']:,.0f}")
         return row
 
     rows = [cells(total, f"All {plural}")] + [cells(it, it["unit"]) for it in items]
@@ -1083,7 +1129,11 @@ def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime)
 under {html.escape(_rs_label(figures, primary))}. Rate: potentially unnecessary MRIs / spine MRIs under each
 rule set. Funnel limits: whether the {html.escape(primary)} rate lies above (▲) or below (▼) the 95% or 99.8%
 control limits around the overall rate for a {noun} with that many spine MRIs (Spiegelhalter 2005); outside the
-99.8% limits is unlikely to be chance alone, but case mix is not adjusted for. Injection within
+99.8% limits is unlikely to be chance alone. Expected from case mix: the share the {noun}'s own mix of patients
+would have at the overall rates of their stratum (age band, sex, care setting, body region, referring
+specialty); case-mix adjusted: observed / expected x the overall rate (indirect standardisation), so a {noun}
+whose patients are mostly in high-rate strata is not penalised for it. Cost: {html.escape(costs.describe())}
+({html.escape(costs.source)}); scanner hours from the scans' table time. Injection within
 {PROVIDER_WINDOW} days: potentially unnecessary MRIs followed by an epidural or facet injection within
 {PROVIDER_WINDOW} days / potentially unnecessary MRIs with {PROVIDER_WINDOW} days of follow-up in the data
 (percentage). {who} {SUPPRESSION_NOTE}</p>
@@ -1358,7 +1408,8 @@ def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
     for rs in names[1:]:
         header += [f"{_slug(rs)}_potentially_unnecessary", f"{_slug(rs)}_potentially_unnecessary_pct"]
     header += [f"pu_mris_with_{PROVIDER_WINDOW}d_follow_up", f"pu_mris_injection_within_{PROVIDER_WINDOW}d",
-               f"injection_within_{PROVIDER_WINDOW}d_pct", "funnel_position"]
+               f"injection_within_{PROVIDER_WINDOW}d_pct", "funnel_position",
+               f"{slug0}_expected_pct", f"{slug0}_case_mix_adjusted_pct", "cost_of_pu_mris", "scanner_hours_of_pu_mris"]
     out = []
     for kind, it in [("total", _total_item(p, figures))] + [(dim, it) for it in unit_rows(p, figures, dim)]:
         row = [kind, "(all)" if kind == "total" else it["unit"]]
@@ -1370,6 +1421,9 @@ def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
             key, r = it["other"][rs]
             row += [_Count(key), _pct_csv(r)]
         row += [_Count(it["fu"]), _Count(it["inj"]), _pct_csv(it["inj_rate"]), it["funnel"] or ""]
+        row += [_pct_csv(it["expected_rate"]), _pct_csv(it["adjusted_rate"]),
+                "" if it["pu_cost"] is None else round(it["pu_cost"], 2),
+                "" if it["pu_hours"] is None else round(it["pu_hours"], 1)]
         out.append(_csv_row(p, header, row))
     return csv_text(header + [SUPPRESSED_COLUMN], out), len(out)
 
