@@ -1,8 +1,10 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
 #   make run    set up, then run the audit on data_samples/ (writes output/)
 #   make test   set up, then run the whole test suite
-# Set-up installs uv (pinned) into .tools/ and the locked dependencies into .venv/; `make test` also installs
-# Debian's chromium, chromium-driver and fonts-dejavu-core with apt-get when one is missing (see `browser`).
+# Set-up installs uv (pinned) into .tools/ and the locked dependencies into .venv/, and Debian's Pango libraries
+# (libpango-1.0-0, libpangoft2-1.0-0, for WeasyPrint's PDFs) with apt-get when they are missing (see `pango`);
+# `make test` also installs Debian's chromium, chromium-driver and fonts-dejavu-core when one is missing
+# (see `browser`).
 
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -12,9 +14,9 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test dev generate clean browser bench
+.PHONY: setup run test dev generate clean browser bench pango
 
-setup: $(VENV)/.synced
+setup: $(VENV)/.synced pango
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -47,6 +49,19 @@ browser:
 		echo "installing Debian's $(BROWSER_PACKAGES) with apt-get for the page tests"; \
 		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; } || { \
 			echo "make test: apt-get could not install $(BROWSER_PACKAGES) (no network or no permission?); install them and re-run" >&2; exit 2; }; }
+
+# The referrers' feedback PDFs are laid out by WeasyPrint, which loads Pango at run time. Debian installs it with
+# any desktop library (Chromium included); on a bare system this installs just the two libraries.
+PANGO_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0
+pango:
+	@{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libpangoft2-1.0.so.0' || { \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "make: the feedback reports need Pango (libpango-1.0 and libpangoft2-1.0); install them and re-run" >&2; exit 2; \
+		fi; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's $(PANGO_PACKAGES) with apt-get for the feedback PDFs"; \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PANGO_PACKAGES) >/dev/null; } || { \
+			echo "make: apt-get could not install $(PANGO_PACKAGES); install them and re-run" >&2; exit 2; }; }
 
 # Benchmarks (benchmarks/run.py): generated input under benchmarks/data/, results and RESULTS.md in benchmarks/.
 SIZES ?= 100k,1M

@@ -127,6 +127,16 @@ class WarehouseResource(dg.ConfigurableResource):
             return root
 
     @property
+    def published_version(self) -> Path | None:
+        """The version readers see now (the previous run's outputs while this run builds), or None."""
+        from assets.publish import layout
+
+        tree = self.output_root
+        if self.staged and tree.parent.name == layout.VERSIONS:  # a version folder being built in the tree
+            tree = tree.parent.parent
+        return layout.current_version(tree)
+
+    @property
     def archive_root(self) -> Path | None:
         """Where publishing steps keep their dated copies: None when the run publishes as a whole (the CLI, or
         the nightly job's `published_outputs`), which archives after switching."""

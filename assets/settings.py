@@ -12,6 +12,8 @@
 | IMAGING_AUDIT_REVIEW_PER_STRATUM | 2 | unreviewed scans the chart-review worklist samples per rule set, category and month |
 | IMAGING_AUDIT_REVIEW_PER_OUTLIER | 10 | unreviewed scans it adds per referring provider or facility outside the funnel plot's 99.8% limits |
 | IMAGING_AUDIT_REVIEW_SEED | 20250101 | seed of the worklist's random sample (the same seed and data give the same sample) |
+| IMAGING_AUDIT_FEEDBACK_MIN_SCANS | 30 | spine MRIs a referring provider needs for a feedback report (`reports/feedback/`) |
+| IMAGING_AUDIT_UNIT_COSTS | reference/unit_costs.yaml | unit costs of spine MRIs by CPT code and care setting, for the cost figures |
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Settings:
     review_per_stratum: int = 2
     review_per_outlier: int = 10
     review_seed: str = "20250101"
+    feedback_min_scans: int = 30
 
 
 def _archive_days(text: str) -> int:
@@ -69,4 +72,5 @@ def load_settings() -> Settings:
         review_per_stratum=_count("IMAGING_AUDIT_REVIEW_PER_STRATUM", 2),
         review_per_outlier=_count("IMAGING_AUDIT_REVIEW_PER_OUTLIER", 10),
         review_seed=os.environ.get("IMAGING_AUDIT_REVIEW_SEED", "").strip() or "20250101",
+        feedback_min_scans=max(1, _count("IMAGING_AUDIT_FEEDBACK_MIN_SCANS", 30)),
     )

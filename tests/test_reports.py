@@ -237,9 +237,14 @@ def test_chart_review_case_list(boundary_reports):
 
 
 def test_patient_ids_appear_in_no_report(boundary_reports):
+    from pypdf import PdfReader
+
     _, out, _ = boundary_reports
-    for path in out.iterdir():
-        text = path.read_text(encoding="utf-8")
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        if path.suffix == ".pdf":  # the referrers' feedback reports
+            text = " ".join(page.extract_text() for page in PdfReader(path).pages)
+        else:
+            text = path.read_text(encoding="utf-8")
         assert not re.search(r"\bG\d_\d\d\b|\bGI_\d\d\b", text.replace("S_G", "")), path.name
 
 
@@ -605,9 +610,9 @@ def test_files_written_and_nothing_else(tmp_path):
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before  # warehouse untouched
     assert sorted(summary["files"]) == [
         "chart_review_cases.csv", "downstream.html", "downstream_interventions.csv", "facilities.csv",
-        "facilities.html", "index.html", "methodology.html", "providers.csv", "providers.html", "review.html",
-        "review_worklist.csv", "validation.html"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+        "facilities.html", "feedback/index.html", "feedback/manifest.json", "index.html", "methodology.html",
+        "providers.csv", "providers.html", "review.html", "review_worklist.csv", "validation.html"]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
 
 
 def test_pages_link_up_and_load_nothing_from_the_network(boundary_reports):

@@ -83,14 +83,17 @@ def utilization_dashboard(context: dg.AssetExecutionContext, warehouse: Warehous
 def overtreatment_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """`reports/`: downstream interventions after potentially unnecessary versus indicated MRIs (90/180/365
     days), provider and facility tables, the chart-review case list, worklist, review page and validation page,
-    and the methodology page; published
+    the methodology page, and `feedback/` (one PDF per referring provider with enough volume); published
     atomically with a dated copy under `archive/`."""
     import datetime as dt
 
     from assets.publish.reports import build_reports
 
     now = dt.datetime.now(dt.timezone.utc)
-    summary, seconds = _publish(warehouse, "reports", lambda con, out: build_reports(con, out, now))
+    # Feedback PDFs whose content did not change are copied from the published version instead of re-rendered.
+    published = warehouse.published_version
+    previous = published / "reports" / "feedback" if published else None
+    summary, seconds = _publish(warehouse, "reports", lambda con, out: build_reports(con, out, now, previous))
     context.log.info(f"overtreatment reports in {seconds} s")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(warehouse.root / "reports" / "index.html")),

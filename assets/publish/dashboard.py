@@ -208,6 +208,8 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
         "scanner time and cost of potentially unnecessary MRIs.</li>"
         '<li><a href="../reports/index.html">Overtreatment reports</a>: what followed the MRIs, per provider and '
         "facility, the chart-review case list and the methodology.</li>"
+        '<li><a href="../reports/feedback/index.html">Referrer feedback</a>: one printable report per referring '
+        "provider, against peers of the same specialty, with the cases for chart review.</li>"
         '<li><a href="../quality/index.html">Data quality</a>: checks, quarantine and identifier guard.</li></ul>',
         f"Rule sets: {html.escape(rule_sets)}. Denominators are spine MRIs classified in scope unless stated. "
         f"Counts of 1-{SMALL_CELL_MAX} are shown as &lt;11.",

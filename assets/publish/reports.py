@@ -83,6 +83,7 @@ INTERVENTIONS = (
     ),
 )
 BY_KEY = {iv.key: iv for iv in INTERVENTIONS}
+FOLLOWED = tuple(iv.key for iv in INTERVENTIONS if iv.key != "injection")  # per provider besides injections
 
 # The window each published benchmark uses, and the intervention compared with it in the reading.
 READING = (("injection", 180), ("surgery", 365), ("electrodiagnostic", 180), ("repeat_imaging", 180),
@@ -135,6 +136,7 @@ PAGES = (
     ("providers.html", "Referring providers"),
     ("facilities.html", "Facilities"),
     ("methodology.html", "Methodology"),
+    ("feedback/index.html", "Referrer feedback (PDF)"),
     ("chart_review_cases.csv", "Chart-review cases (CSV)"),
 )
 
@@ -555,6 +557,12 @@ def aggregate_sql(rule_sets: list[str], with_ctes: bool = True) -> str:
         f"count(*) FILTER (WHERE {pu} AND follow_up_days >= {PROVIDER_WINDOW} "
         f"AND first_injection <= {PROVIDER_WINDOW}) AS pu_inj",
     ]
+    # The other interventions per unit, for the referrers' feedback reports ("what followed").
+    cols += [
+        f"count(*) FILTER (WHERE {pu} AND follow_up_days >= {PROVIDER_WINDOW} "
+        f"AND first_{iv.key} <= {PROVIDER_WINDOW}) AS pu_{iv.key}"
+        for iv in INTERVENTIONS if iv.key != "injection"
+    ]
     grouping = ", ".join(f"grouping({d}) AS g_{d}" for d in dims)
     sets = ", ".join(f"({d})" for d in dims) + ", ()"
     return (
@@ -775,10 +783,20 @@ def build_protection(figures: dict) -> Protection:
             p.equation(fu, inj, noinj)
             for col, key in (("pu_fu", fu), ("pu_inj", inj), ("pu_nofu", nofu), ("pu_noinj", noinj)):
                 columns.setdefault(col, []).append(key)
+            if dim == "provider":  # what followed, in the feedback reports: bound like the injections
+                for iv in FOLLOWED:
+                    k = p.add((dim, u, f"pu_{iv}"), row[f"pu_{iv}"], keep=1)
+                    rest = p.add((dim, u, f"pu_no_{iv}"), row["pu_fu"] - row[f"pu_{iv}"], implicit=True)
+                    p.equation(fu, k, rest)
+                    columns.setdefault(f"pu_{iv}", []).append(k)
+                    columns.setdefault(f"pu_no_{iv}", []).append(rest)
         if not rows:
             continue
         totals = {"scans": all_scans, "pu_fu": pu_fu_total, "pu_inj": pu_inj_total,
                   "pu_nofu": ("pu_nofu", "all"), "pu_noinj": ("m", primary, pu, "injection", PROVIDER_WINDOW)}
+        for iv in FOLLOWED:
+            totals[f"pu_{iv}"] = ("n", primary, pu, iv, PROVIDER_WINDOW)
+            totals[f"pu_no_{iv}"] = ("m", primary, pu, iv, PROVIDER_WINDOW)
         totals.update({c: ("scans", primary, c) for c in CATEGORIES})
         for rs in names[1:]:
             totals[(rs, pu)] = ("scans", rs, pu)
@@ -1430,7 +1448,7 @@ def units_csv(p: Protection, figures: dict, dim: str) -> tuple[str, int]:
 
 # --- entry point -------------------------------------------------------------------------------------------
 
-def build_reports(con, out_dir: Path, generated_at: datetime) -> dict:
+def build_reports(con, out_dir: Path, generated_at: datetime, previous_feedback: Path | None = None) -> dict:
     """Write the overtreatment reports into `out_dir`; returns the files written and their row counts.
 
     `con` may be read-only: only SELECT and COPY ... TO are run. Needs the warehouse tables `mri_classification`,
@@ -1468,13 +1486,18 @@ def build_reports(con, out_dir: Path, generated_at: datetime) -> dict:
     from assets.review.pages import write_review_reports
 
     rows.update(write_review_reports(con, out_dir, generated_at))
+    from assets.publish.feedback import write_feedback
+
+    feedback = write_feedback(con, protection, figures, unit_rows(protection, figures, "provider"),
+                              out_dir / "feedback", generated_at, previous=previous_feedback)
     total = figures["total"] or {}
     return {
-        "files": sorted({*rows, *pages}),
+        "files": sorted({*rows, *pages, *feedback.pop("files")}),
         "rows": rows,
         "rule_sets": [f"{rs} {v}" for rs, v in figures["rule_sets"]],
         "period": [str(x) if x is not None else None for x in (total.get("first_scan"), total.get("last_scan"))],
         "follow_up_through": str(total["data_end"]) if total.get("data_end") else None,
         "cells": protection.counts(),
+        **feedback,
         "seconds": round(time.perf_counter() - started, 2),
     }
