@@ -140,11 +140,15 @@ def _gather(con) -> dict:
         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
         GROUP BY 1 ORDER BY 1""".format(cats=", ".join(
         f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES)))
+    lumbar = _q(con, """
+        SELECT count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
+        FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
+          AND body_region = 'lumbar'""")[0]
     pu_cost, pu_hours = _q(con, f"""
         SELECT sum(unit_cost), avg(scan_minutes) * count(*) / 60.0 FROM {JOINED}
         WHERE rule_set = 'standard' AND category = 'potentially_unnecessary'""")[0]
     return {
-        "pu_cost": pu_cost, "pu_hours": pu_hours,
+        "pu_cost": pu_cost, "pu_hours": pu_hours, "lumbar": lumbar,
         "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
         "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
         "spine_total": spine_total,
@@ -168,7 +172,17 @@ def _headline(figures: dict) -> str:
     share = rate(unnecessary, spine)
     op8 = rate(op8_num, op8_den)
     hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
-    tiles = [
+    start, end = figures["period"]
+    tiles = []
+    lumbar_n, lumbar_pu = figures.get("lumbar") or (0, 0)
+    # Lumbar leads (the guidelines are about low back pain); its figures are shown only when the cervical and
+    # thoracic remainder (all spine minus lumbar, both on this page) is not a small count either.
+    if not any(is_small(x) for x in (lumbar_n, lumbar_pu, spine - lumbar_n, unnecessary - lumbar_pu,
+                                     lumbar_n - lumbar_pu)) and lumbar_n:
+        tiles.append((_pct(rate(lumbar_pu, lumbar_n)),
+                      f"of lumbar MRIs potentially unnecessary, scans dated {start} to {end} "
+                      f"({num(lumbar_pu)} of {num(lumbar_n)}, standard rule set)"))
+    tiles += [
         (show(spine) if is_small(spine) else num(spine), "spine MRIs (cervical, thoracic, lumbar)"),
         (_pct(share), f"potentially unnecessary under the standard rule set ({show(unnecessary) if is_small(unnecessary) else num(unnecessary)} of {num(spine)})"),
         (_pct(op8), f"CMS OP-8: lumbar MRIs without prior conservative therapy ({num(op8_num)} of {num(op8_den)} eligible; lower is better)"),
