@@ -375,7 +375,28 @@ def text_accuracy_section() -> list[str]:
               f"of {x.get('symptom_annotated', 0)} annotated ({x.get('symptom_predicted', 0)} predicted); "
               f"conservative care with its duration read exactly for {x.get('care_correct', 0)} of "
               f"{x.get('care_annotated', 0)} ({x.get('care_predicted', 0)} predicted)."]
-    return L + [""] + text_speed_section()
+    return L + [""] + text_speed_section() + [""] + page_speed_section()
+
+
+def page_speed_section() -> list[str]:
+    """The published pages on the sample (benchmarks/page_speed.py)."""
+    path = HERE / "page_speed.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    first, second = r["first_open_seconds"], r["second_open_seconds"]
+    L = ["## Pages on the sample", "",
+         f"Measured {r['measured_at']} with `python -m benchmarks.page_speed` (Python {r['python']}): the audit on "
+         "`data_samples/`, then each dashboard page opened in headless Chromium through Selenium until every "
+         "chart has drawn, first with Plotly's library not yet cached and then again; and the reports stage "
+         "alone, rendered again from the warehouse, feedback PDFs included.", "",
+         "| measure | result | target |", "|---|---|---|",
+         f"| dashboards folder | {r['dashboards_bytes'] / 1e6:.2f} MB | under 6 MB |"]
+    for page in first:
+        L.append(f"| `{page}.html`: first opening, second | {first[page]} s, {second[page]} s | under 2 s |")
+    L += [f"| reports stage with {r['feedback_rendered']} feedback PDFs rendered | "
+          f"{r['reports_with_feedback_seconds']} s | |", ""]
+    return L
 
 
 def text_speed_section() -> list[str]:

@@ -119,3 +119,26 @@ def test_a_failed_build_leaves_the_published_folder_untouched(tmp_path):
     assert not list(tmp_path.glob(".dashboards.*"))
     assert (tmp_path / "archive" / "2025-01-01" / "dashboards" / "index.html").read_text() == "v1"
     assert not (tmp_path / "archive" / "2025-01-02").exists()
+
+
+def test_the_dashboards_folder_is_light_and_loads_plotly_once(published):
+    """One plotly.js beside the pages (the vendored cartesian bundle matching the installed plotly), none inside
+    them; the whole folder for the sample stays under 6 MB."""
+    from plotly.offline import get_plotlyjs_version
+
+    folder = (published / "dashboards").resolve()
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 6_000_000, size
+    library = (folder / "plotly.min.js").read_text(encoding="utf-8")
+    assert f"plotly.js (cartesian - minified) v{get_plotlyjs_version()}" in library[:200]
+    for page in folder.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "Copyright 2012" not in text, page.name  # the library is not copied into a page
+        assert ('<script src="plotly.min.js"></script>' in text) == ('class="plotly-graph-div"' in text), page.name
+
+
+def test_every_page_has_a_print_stylesheet(published):
+    for page in ("dashboards/index.html", "dashboards/trends.html", "reports/index.html", "reports/providers.html",
+                 "reports/feedback/index.html"):
+        text = (published / page).read_text(encoding="utf-8")
+        assert "@media print" in text and "break-inside:avoid" in text.replace(": ", ":"), page

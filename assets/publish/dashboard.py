@@ -483,6 +483,18 @@ def render_rule_sets(con, subtitle: str) -> str:
     return _page("Rule sets and resources", subtitle, "".join(parts), "rule_sets.html", with_plotly=True)
 
 
+VENDOR = Path(__file__).parent / "vendor"
+
+
+def plotly_library() -> str:
+    """The plotly.js the pages load: the vendored cartesian bundle (scatter, bar, heatmap: all the pages draw)
+    when it is the version the installed plotly package expects, else the full library that package ships."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    bundle = VENDOR / f"plotly-cartesian-{get_plotlyjs_version()}.min.js"
+    return bundle.read_text(encoding="utf-8") if bundle.is_file() else get_plotlyjs()
+
+
 def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -> dict:
     """Write every dashboard page into `out_dir`; returns page sizes in bytes."""
     generated_at = generated_at or datetime.now(timezone.utc)
@@ -498,9 +510,7 @@ def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -
         "rule_sets.html": render_rule_sets(con, subtitle),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    from plotly.offline import get_plotlyjs
-
-    pages[PLOTLY_JS] = get_plotlyjs()
+    pages[PLOTLY_JS] = plotly_library()
     sizes = {}
     for name, text in pages.items():
         (out_dir / name).write_text(text, encoding="utf-8")
