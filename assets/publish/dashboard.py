@@ -319,6 +319,7 @@ def _op8_by_facility(con, figures: dict) -> str:
     fig = funnel_figure([u for u, _, _ in shown], [x for *_, x in shown], [n for _, n, _ in shown], "facility",
                         centre, title="CMS OP-8 by facility: lumbar MRIs without prior conservative therapy",
                         y_title="share without prior conservative therapy",
+                        x_title="OP-8-eligible lumbar MRIs per facility",
                         reference=(ref.rate, f"{ref.label} {ref.rate:.0%}") if ref else None)
     cite = (f" Reference line: {html.escape(ref.label)}, {ref.rate:.0%} — {html.escape(ref.population)} "
             f"({html.escape(ref.citation)}). It is a published figure for orientation, measured on another "

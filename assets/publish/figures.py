@@ -70,7 +70,7 @@ def p_chart_figure(months: list[str], unnecessary: list[int], spine: list[int], 
 
 def funnel_figure(units: list[str], unnecessary: list, totals: list[int], unit_label: str, centre: float,
                   adjusted: bool = False, title: str | None = None, y_title: str = "share potentially unnecessary",
-                  reference: tuple[float, str] | None = None):
+                  reference: tuple[float, str] | None = None, x_title: str | None = None):
     """Funnel plot: each unit's rate against its volume, with 95% and 99.8% limits around the overall rate.
     `adjusted`: the counts are case-mix-adjusted (observed / expected x overall x volume); `reference`: a
     published rate drawn as a line of its own, (rate, label)."""
@@ -102,7 +102,7 @@ def funnel_figure(units: list[str], unnecessary: list, totals: list[int], unit_l
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     default = (f"Case-mix-adjusted potentially unnecessary share by {unit_label} (funnel plot)" if adjusted
                else f"Potentially unnecessary share by {unit_label} against volume (funnel plot)")
-    return _layout(fig, title or default, f"spine MRIs per {unit_label}", y_title)
+    return _layout(fig, title or default, x_title or f"spine MRIs per {unit_label}", y_title)
 
 
 SUPPRESSED_LABEL = "suppressed (1-10, or the cell that would reveal one)"
