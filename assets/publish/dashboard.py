@@ -414,7 +414,7 @@ def render_breakdowns(con, subtitle: str) -> str:
 def render_rule_sets(con, subtitle: str) -> str:
     from assets.publish.figures import rule_set_shift_figure
 
-    from assets.publish.reports import Protection
+    from assets.publish.protection import Protection
 
     parts = []
     every = CATEGORIES + ["out_of_scope"]

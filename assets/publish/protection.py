@@ -1,0 +1,287 @@
+"""Small-cell protection shared by the reports and the dashboards: every published count is a cell, the sums a
+reader can form are equations, and `Protection.solve()` withholds enough further cells that no count of 1-10
+can be worked out (see the class)."""
+
+from __future__ import annotations
+
+from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show
+
+WITHHELD = "withheld"
+
+
+class Protection:
+    """Small-cell suppression with complementary suppression over linked cells.
+
+    Every count that could leave the warehouse is a cell. A cell is *published*, or *implicit* (never shown,
+    but real: the scans *without* an event, the difference between two windows, ...). An equation says that
+    a total is the sum of its parts (a row adds up to its total, an event count plus its complement gives its
+    denominator, providers add up to the overall row).
+
+    What a reader knows of each cell is an interval: a published count exactly; `<11` means 1 to 10; a
+    withheld count is at least 11; an implicit count is at least 0. `solve()` suppresses every cell of 1-10,
+    then narrows the intervals through the equations, as a reader could (interval propagation: a total lies
+    between the sums of its parts' bounds, a part between the total's bounds less the other parts'). Whenever
+    that pins a cell of 1-10 to its exact value (for example a row total of 39 with 37 published and two
+    suppressed cells: both must be 1), it withholds one more published cell of the equation responsible: the
+    one with the lowest `keep` priority (totals and the figures a page leads with are kept longest), then the
+    smallest. It ends when no cell of 1-10 can be pinned; a last pass publishes again any withheld cell that no
+    longer protects anything.
+    """
+
+    INF = float("inf")
+
+    def __init__(self):
+        self.values: dict = {}
+        self.implicit: set = set()
+        self.keep: dict = {}
+        self.equations: list[tuple] = []  # (total, part, part, ...)
+        self.hidden: set = set()
+        self.solved = False
+
+    def add(self, key, value, *, implicit: bool = False, keep: int = 0):
+        value = int(value or 0)
+        if value < 0:
+            raise ValueError(f"cell {key!r} is negative ({value})")
+        if key in self.values and self.values[key] != value:
+            raise ValueError(f"cell {key!r} given two values: {self.values[key]} and {value}")
+        self.values[key] = value
+        if implicit:
+            self.implicit.add(key)
+        self.keep[key] = keep
+        return key
+
+    def equation(self, total, *parts) -> None:
+        """`total` = sum of `parts`."""
+        keys = (total, *parts)
+        missing = [k for k in keys if k not in self.values]
+        if missing:
+            raise KeyError(f"equation names unknown cells {missing!r}")
+        if not parts:
+            return
+        remainder = self.values[total] - sum(self.values[k] for k in parts)
+        if remainder < 0:  # inconsistent input: the relation does not hold, so a reader cannot use it
+            return
+        if remainder > 0:  # parts not shown (e.g. scans without a category): an implicit cell completes the sum
+            keys += (self.add(("remainder", len(self.equations)), remainder, implicit=True),)
+        self.equations.append(keys)
+
+    # -- what a reader can work out ------------------------------------------------------------------
+
+    def _index(self) -> dict:
+        of: dict = {}
+        for i, eq in enumerate(self.equations):
+            for k in eq:
+                of.setdefault(k, []).append(i)
+        return of
+
+    def _initial(self, key) -> tuple:
+        v = self.values[key]
+        if key not in self.hidden:
+            return (v, v)
+        if key in self.implicit:
+            return (0, self.INF)
+        if is_small(v):
+            return (1, SMALL_CELL_MAX)
+        return (SMALL_CELL_MAX + 1, self.INF) if v > SMALL_CELL_MAX else (0, self.INF)
+
+    def _tighten(self, i: int, bounds: dict):
+        """Narrow the bounds of equation i's cells; yields (cell, old bounds) for each change."""
+        total, *parts = self.equations[i]
+        los = [bounds[p][0] for p in parts]
+        his = [bounds[p][1] for p in parts]
+        sum_lo = sum(los)
+        n_inf = sum(1 for h in his if h == self.INF)
+        sum_hi_finite = sum(h for h in his if h != self.INF)
+        sum_hi = self.INF if n_inf else sum_hi_finite
+        t_lo, t_hi = bounds[total]
+        new = (max(t_lo, sum_lo), min(t_hi, sum_hi))
+        if new != (t_lo, t_hi):
+            yield total, (t_lo, t_hi)
+            bounds[total] = new
+            t_lo, t_hi = new
+        for p, lo, hi in zip(parts, los, his):
+            others_hi = (self.INF if n_inf - (hi == self.INF) > 0 else sum_hi_finite - (0 if hi == self.INF else hi))
+            others_lo = sum_lo - lo
+            new = (max(lo, t_lo - others_hi), min(hi, t_hi - others_lo))
+            if new != (lo, hi):
+                yield p, (lo, hi)
+                bounds[p] = new
+
+    def _propagate(self, bounds: dict, queue: list, of: dict, via: dict, log: list | None = None,
+                   stop_on_leak: bool = False):
+        """Tighten until nothing changes; returns the first pinned cell of 1-10 when `stop_on_leak`.
+
+        Short equations (rows) are worked off before long ones (columns of hundreds of providers), so that a
+        long equation is revisited once per wave of changes rather than once per changed cell.
+        """
+        from collections import deque
+
+        short, long_ = deque(), deque()
+        queued = set()
+
+        def push(j):
+            if j not in queued:
+                queued.add(j)
+                (short if len(self.equations[j]) <= 8 else long_).append(j)
+
+        for j in queue:
+            push(j)
+        steps = 0
+        limit = 200 * (len(self.equations) + 1)
+        while (short or long_) and steps < limit:
+            steps += 1
+            i = short.popleft() if short else long_.popleft()
+            queued.discard(i)
+            for k, old in list(self._tighten(i, bounds)):
+                if log is not None:
+                    log.append((k, old, via.get(k)))
+                via[k] = i
+                lo, hi = bounds[k]
+                if stop_on_leak and lo == hi and is_small(self.values[k]) and k in self.hidden:
+                    return k
+                for j in of.get(k, ()):
+                    push(j)
+        return None
+
+    CANDIDATE_DEPTH = 6  # how many equations back from a pinned cell its candidates are looked for
+
+    def _reach(self, via: dict) -> tuple[list, list]:
+        """For one round (fixed `hidden` and `via`): per equation, its cheapest published cell (None when every
+        cell is withheld), and the equations that last narrowed its withheld cells."""
+        cheapest, follows = [], []
+        for i, eq in enumerate(self.equations):
+            published = [c for c in eq if c not in self.hidden]
+            cheapest.append(min(published, key=self._cost) if published else None)
+            follows.append({via[c] for c in eq if c in self.hidden and c in via} - {i})
+        return cheapest, follows
+
+    def _candidate(self, k, via: dict, reach: tuple, chosen_in: set):
+        """The published cell to withhold so that `k` is no longer pinned, or None when none is needed or left.
+
+        The candidates are the published cells of the equation that last narrowed `k` and, up to
+        CANDIDATE_DEPTH equations back, of the equations that last narrowed that equation's withheld cells. When
+        one of them was already chosen this round (`chosen_in`: the equations holding a chosen cell), nothing
+        more is needed. Else the cheapest (`_cost`) is returned.
+
+        The walk is breadth-first over equations, each visited once: the same candidates as following every
+        path from `k`, without the paths' number, which multiplies at every step when long equations (a column
+        of hundreds of small provider counts) share their withheld cells.
+        """
+        cheapest, follows = reach
+        start = via.get(k)
+        if start is None:
+            return None
+        best = None
+        seen = {start}
+        frontier = [start]
+        for depth in range(self.CANDIDATE_DEPTH + 1):
+            following = []
+            for i in frontier:
+                if i in chosen_in:
+                    return None  # a cell withheld for an earlier leak of this round may already protect it
+                c = cheapest[i]
+                if c is not None and (best is None or self._cost(c) < self._cost(best)):
+                    best = c
+                if depth < self.CANDIDATE_DEPTH:
+                    for j in follows[i]:
+                        if j not in seen:
+                            seen.add(j)
+                            following.append(j)
+            frontier = following
+        return best
+
+    def solve(self) -> Protection:
+        of = self._index()
+        self.hidden = {k for k, v in self.values.items() if is_small(v)} | set(self.implicit)
+        for _ in range(10_000):
+            bounds = {k: self._initial(k) for k in self.values}
+            via: dict = {}
+            self._propagate(bounds, list(range(len(self.equations))), of, via)
+            leaks = sorted((k for k in self.hidden if is_small(self.values[k]) and bounds[k][0] == bounds[k][1]),
+                           key=repr)
+            if not leaks:
+                break
+            reach = self._reach(via)
+            chosen: set = set()
+            chosen_in: set = set()
+            for k in leaks:
+                c = self._candidate(k, via, reach, chosen_in)
+                if c is not None:
+                    chosen.add(c)
+                    chosen_in.update(of.get(c, ()))
+            if not chosen:  # the labels alone pin the cell (nothing published left to withhold): give up
+                break
+            self.hidden |= chosen
+        self._release(of)
+        self.solved = True
+        return self
+
+    def _cost(self, k):
+        v = self.values[k]
+        return (self.keep[k], v == 0, v, repr(k))
+
+    def _release(self, of: dict) -> None:
+        """Publish again every withheld cell that no longer protects anything (a later choice may have made an
+        earlier one unnecessary), most important first."""
+        bounds = {k: self._initial(k) for k in self.values}
+        via: dict = {}
+        self._propagate(bounds, list(range(len(self.equations))), of, via)
+        withheld = [k for k in self.hidden if k not in self.implicit and not is_small(self.values[k])]
+        withheld.sort(key=lambda k: (-self.keep[k], -self.values[k], repr(k)))
+        for k in withheld:
+            v = self.values[k]
+            log = [(k, bounds[k], via.get(k))]
+            bounds[k] = (v, v)
+            self.hidden.discard(k)
+            leak = self._propagate(bounds, list(of.get(k, ())), of, via, log=log, stop_on_leak=True)
+            if leak is not None:
+                self.hidden.add(k)
+                for cell, old, old_via in reversed(log):
+                    bounds[cell] = old
+                    if old_via is None:
+                        via.pop(cell, None)
+                    else:
+                        via[cell] = old_via
+
+    def leaks(self) -> list:
+        """Cells of 1-10 a reader could pin down from what is published (empty after `solve`)."""
+        of = self._index()
+        bounds = {k: self._initial(k) for k in self.values}
+        self._propagate(bounds, list(range(len(self.equations))), of, {})
+        return [k for k in self.hidden if is_small(self.values[k]) and bounds[k][0] == bounds[k][1]]
+
+    # -- what the pages and files show ---------------------------------------------------------------
+
+    def status(self, key) -> str:
+        if key not in self.hidden:
+            return "published"
+        if key in self.implicit:
+            return "implicit"
+        return "small" if is_small(self.values[key]) else "withheld"
+
+    def get(self, key):
+        """The value when published, else None."""
+        return None if key in self.hidden else self.values[key]
+
+    def text(self, key) -> str:
+        status = self.status(key)
+        if status == "published":
+            return show(self.values[key])
+        if status == "small":
+            return show(None)  # `<11`
+        return WITHHELD
+
+    def rate(self, num_key, den_key):
+        """num/den when both counts are published (a rate would otherwise reveal them)."""
+        num, den = self.get(num_key), self.get(den_key)
+        if num is None or den is None:
+            return None
+        return rate(num, den)
+
+    def counts(self) -> dict:
+        shown = [k for k in self.values if k not in self.implicit]
+        return {
+            "cells": len(shown),
+            "suppressed": sum(1 for k in shown if self.status(k) == "small"),
+            "withheld": sum(1 for k in shown if self.status(k) == "withheld"),
+        }
