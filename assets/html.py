@@ -18,6 +18,8 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e4e7eb} th{color:#52606d;font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{font-size:13px;color:#52606d} .warn{color:#9a3412}
+.filters{display:flex;flex-wrap:wrap;gap:8px 18px;margin:4px 0 8px;font-size:14px}
+.filters label{color:#52606d} .filters select{margin-left:4px;font-size:14px;padding:2px 4px}
 @media print{
  @page{size:A4;margin:14mm}
  body{background:#fff;font-size:11pt}

@@ -118,9 +118,13 @@ def _category_rows(con, label_sql: str, rule_set: str = "standard", where: str =
 def gather(con) -> dict:
     """Everything the pages show, as small lists read from the warehouse."""
     figures = _gather(con)
+    from assets.publish.costs import load_unit_costs
+    from assets.publish.filters import page_data
     from assets.review.pages import reviewed_rates
 
     figures["reviewed_rates"] = reviewed_rates(con)
+    rule_sets = [rs for rs, _ in figures["rule_sets"]]
+    figures["filters"] = page_data(con, JOINED, rule_sets, load_unit_costs().currency) if rule_sets else None
     return figures
 
 
@@ -140,15 +144,7 @@ def _gather(con) -> dict:
         FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
         GROUP BY 1 ORDER BY 1""".format(cats=", ".join(
         f"count(*) FILTER (WHERE category = {literal(c)})" for c in CATEGORIES)))
-    lumbar = _q(con, """
-        SELECT count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
-        FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'
-          AND body_region = 'lumbar'""")[0]
-    pu_cost, pu_hours = _q(con, f"""
-        SELECT sum(unit_cost), avg(scan_minutes) * count(*) / 60.0 FROM {JOINED}
-        WHERE rule_set = 'standard' AND category = 'potentially_unnecessary'""")[0]
     return {
-        "pu_cost": pu_cost, "pu_hours": pu_hours, "lumbar": lumbar,
         "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
         "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
         "spine_total": spine_total,
@@ -166,39 +162,17 @@ def _gather(con) -> dict:
 
 
 def _headline(figures: dict) -> str:
-    spine, unnecessary = figures["spine_total"], figures["unnecessary"]
-    op8_num, op8_den = figures["op8"]
-    hedis_num, hedis_den = figures["hedis"]
-    share = rate(unnecessary, spine)
-    op8 = rate(op8_num, op8_den)
-    hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
-    start, end = figures["period"]
-    tiles = []
-    lumbar_n, lumbar_pu = figures.get("lumbar") or (0, 0)
-    # Lumbar leads (the guidelines are about low back pain); its figures are shown only when the cervical and
-    # thoracic remainder (all spine minus lumbar, both on this page) is not a small count either.
-    if not any(is_small(x) for x in (lumbar_n, lumbar_pu, spine - lumbar_n, unnecessary - lumbar_pu,
-                                     lumbar_n - lumbar_pu)) and lumbar_n:
-        tiles.append((_pct(rate(lumbar_pu, lumbar_n)),
-                      f"of lumbar MRIs potentially unnecessary, scans dated {start} to {end} "
-                      f"({num(lumbar_pu)} of {num(lumbar_n)}, standard rule set)"))
-    tiles += [
-        (show(spine) if is_small(spine) else num(spine), "spine MRIs (cervical, thoracic, lumbar)"),
-        (_pct(share), f"potentially unnecessary under the standard rule set ({show(unnecessary) if is_small(unnecessary) else num(unnecessary)} of {num(spine)})"),
-        (_pct(op8), f"CMS OP-8: lumbar MRIs without prior conservative therapy ({num(op8_num)} of {num(op8_den)} eligible; lower is better)"),
-        (_pct(hedis), f"HEDIS LBP: episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is better)"),
-    ]
-    if not is_small(unnecessary) and figures.get("pu_cost") is not None:  # the cost would reveal a small count
-        from assets.publish.costs import load_unit_costs
+    """The filter panel (tiles for lumbar MRIs over the whole period first), then the measure the filters do not
+    cut: HEDIS LBP counts episodes of patients, not scans."""
+    from assets.publish.filters import render_panel
 
-        hours = figures.get("pu_hours")
-        tiles.append((f"{figures['pu_cost']:,.0f} {load_unit_costs().currency}",
-                      "estimated cost of the potentially unnecessary MRIs"
-                      + (f", {hours:,.0f} scanner hours" if hours is not None else "")
-                      + " (unit costs on the rule-set page)"))
-    return '<div class="tiles">' + "".join(
-        f'<div class="tile"><div class="n">{value}</div><div class="l">{html.escape(label)}</div></div>'
-        for value, label in tiles) + "</div>"
+    hedis_num, hedis_den = figures["hedis"]
+    hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
+    panel = render_panel(figures["filters"]) if figures.get("filters") else ""
+    tile = (f'<div class="tiles"><div class="tile"><div class="n">{_pct(hedis)}</div><div class="l">HEDIS LBP: '
+            f"episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is "
+            "better; all episodes, not filtered)</div></div></div>")
+    return panel + tile
 
 
 def render_index(figures: dict, generated_at: datetime | None = None) -> str:
@@ -237,7 +211,7 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
         table(["body region", "scans"], [(r, show(n) if is_small(n) else n) for r, n in figures["regions"]], numeric={1}),
     )
     subtitle = f"Scans dated {start} to {end} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}"
-    return _page("Spine MRI utilization audit", subtitle, body, "index.html", with_plotly=False)
+    return _page("Spine MRI utilization audit", subtitle, body, "index.html", with_plotly=True)
 
 
 def render_trends(con, figures: dict, subtitle: str) -> str:

@@ -30,7 +30,10 @@ class Protection:
 
     INF = float("inf")
 
-    def __init__(self):
+    def __init__(self, zeros_small: bool = False):
+        # zeros_small: a count of 0 is shown like one of 1-10 (`<11`), so labels alone never pin a cell (in dense
+        # systems a small total that its parts must each reach at least 1 can otherwise be worked out).
+        self.zeros_small = zeros_small
         self.values: dict = {}
         self.implicit: set = set()
         self.keep: dict = {}
@@ -80,9 +83,12 @@ class Protection:
             return (v, v)
         if key in self.implicit:
             return (0, self.INF)
-        if is_small(v):
-            return (1, SMALL_CELL_MAX)
+        if self._small(v):
+            return (0 if self.zeros_small else 1, SMALL_CELL_MAX)
         return (SMALL_CELL_MAX + 1, self.INF) if v > SMALL_CELL_MAX else (0, self.INF)
+
+    def _small(self, v) -> bool:
+        return is_small(v) or (self.zeros_small and v == 0)
 
     def _tighten(self, i: int, bounds: dict):
         """Narrow the bounds of equation i's cells; yields (cell, old bounds) for each change."""
@@ -137,7 +143,7 @@ class Protection:
                     log.append((k, old, via.get(k)))
                 via[k] = i
                 lo, hi = bounds[k]
-                if stop_on_leak and lo == hi and is_small(self.values[k]) and k in self.hidden:
+                if stop_on_leak and lo == hi and self._small(self.values[k]) and k in self.hidden:
                     return k
                 for j in of.get(k, ()):
                     push(j)
@@ -192,12 +198,12 @@ class Protection:
 
     def solve(self) -> Protection:
         of = self._index()
-        self.hidden = {k for k, v in self.values.items() if is_small(v)} | set(self.implicit)
+        self.hidden = {k for k, v in self.values.items() if self._small(v)} | set(self.implicit)
         for _ in range(10_000):
             bounds = {k: self._initial(k) for k in self.values}
             via: dict = {}
             self._propagate(bounds, list(range(len(self.equations))), of, via)
-            leaks = sorted((k for k in self.hidden if is_small(self.values[k]) and bounds[k][0] == bounds[k][1]),
+            leaks = sorted((k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]),
                            key=repr)
             if not leaks:
                 break
@@ -226,7 +232,7 @@ class Protection:
         bounds = {k: self._initial(k) for k in self.values}
         via: dict = {}
         self._propagate(bounds, list(range(len(self.equations))), of, via)
-        withheld = [k for k in self.hidden if k not in self.implicit and not is_small(self.values[k])]
+        withheld = [k for k in self.hidden if k not in self.implicit and not self._small(self.values[k])]
         withheld.sort(key=lambda k: (-self.keep[k], -self.values[k], repr(k)))
         for k in withheld:
             v = self.values[k]
@@ -243,12 +249,30 @@ class Protection:
                     else:
                         via[cell] = old_via
 
+    def seal(self, rounds: int = 100) -> Protection:
+        """After `solve`: while a reader could still pin a cell of 1-10 (dense systems of short and long
+        equations, where the solver's candidate search can stop short), withhold the cheapest published cell of
+        an equation holding it, and check again."""
+        of = self._index()
+        for _ in range(rounds):
+            leaks = self.leaks()
+            if not leaks:
+                return self
+            for k in leaks:
+                candidates = [c for i in of.get(k, ()) for c in self.equations[i]
+                              if c not in self.hidden and c not in self.implicit]
+                if candidates:
+                    self.hidden.add(min(candidates, key=self._cost))
+        if self.leaks():
+            raise RuntimeError("small-cell protection could not close every leak")
+        return self
+
     def leaks(self) -> list:
         """Cells of 1-10 a reader could pin down from what is published (empty after `solve`)."""
         of = self._index()
         bounds = {k: self._initial(k) for k in self.values}
         self._propagate(bounds, list(range(len(self.equations))), of, {})
-        return [k for k in self.hidden if is_small(self.values[k]) and bounds[k][0] == bounds[k][1]]
+        return [k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]]
 
     # -- what the pages and files show ---------------------------------------------------------------
 
@@ -257,7 +281,7 @@ class Protection:
             return "published"
         if key in self.implicit:
             return "implicit"
-        return "small" if is_small(self.values[key]) else "withheld"
+        return "small" if self._small(self.values[key]) else "withheld"
 
     def get(self, key):
         """The value when published, else None."""
