@@ -13,6 +13,8 @@
 | IMAGING_AUDIT_REVIEW_PER_OUTLIER | 10 | unreviewed scans it adds per referring provider or facility outside the funnel plot's 99.8% limits |
 | IMAGING_AUDIT_REVIEW_SEED | 20250101 | seed of the worklist's random sample (the same seed and data give the same sample) |
 | IMAGING_AUDIT_FEEDBACK_MIN_SCANS | 30 | spine MRIs a referring provider needs for a feedback report (`reports/feedback/`) |
+| IMAGING_AUDIT_FEEDBACK_CASES | 50 | the most recent potentially unnecessary MRIs a feedback report lists (0: all; the CSV has all) |
+| IMAGING_AUDIT_FEEDBACK_REFRESH_DAYS | 7 | days a set of feedback reports stands before runs render it again (0: every run) |
 | IMAGING_AUDIT_UNIT_COSTS | reference/unit_costs.yaml | unit costs of spine MRIs by CPT code and care setting, for the cost figures |
 """
 
@@ -37,6 +39,8 @@ class Settings:
     review_per_outlier: int = 10
     review_seed: str = "20250101"
     feedback_min_scans: int = 30
+    feedback_cases: int = 50
+    feedback_refresh_days: int = 7
 
 
 def _archive_days(text: str) -> int:
@@ -73,4 +77,6 @@ def load_settings() -> Settings:
         review_per_outlier=_count("IMAGING_AUDIT_REVIEW_PER_OUTLIER", 10),
         review_seed=os.environ.get("IMAGING_AUDIT_REVIEW_SEED", "").strip() or "20250101",
         feedback_min_scans=max(1, _count("IMAGING_AUDIT_FEEDBACK_MIN_SCANS", 30)),
+        feedback_cases=_count("IMAGING_AUDIT_FEEDBACK_CASES", 50),
+        feedback_refresh_days=_count("IMAGING_AUDIT_FEEDBACK_REFRESH_DAYS", 7),
     )

@@ -121,3 +121,42 @@ def test_the_volume_threshold_is_a_setting(cohort_db, tmp_path, monkeypatch):
     build(db, tmp_path / "reports")
     assert sorted(p.name for p in (tmp_path / "reports" / "feedback").glob("*.pdf")) == [
         "feedback_DR_A.pdf", "feedback_DR_B.pdf"]
+
+
+def test_a_set_of_reports_stands_until_the_refresh_interval_has_passed(cohort_db, feedback, tmp_path, monkeypatch):
+    """Within IMAGING_AUDIT_FEEDBACK_REFRESH_DAYS the published set is carried over whole; after it, a run renders
+    what changed (here: the volume threshold changed what DR_A's peers are, nothing; the manifest is just old)."""
+    import json
+    import shutil
+
+    db, _ = cohort_db
+    first, _ = feedback
+    previous = tmp_path / "previous"
+    shutil.copytree(first / "feedback", previous)
+    later = GENERATED + dt.timedelta(days=6)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        standing = build_reports(con, tmp_path / "within", later, previous_feedback=previous)
+        manifest = json.loads((previous / "manifest.json").read_text())
+        manifest["reports"]["feedback_DR_A.pdf"] = "0" * 64  # as if DR_A's report had been different
+        (previous / "manifest.json").write_text(json.dumps(manifest))
+        still = build_reports(con, tmp_path / "still", later, previous_feedback=previous)
+        stale = build_reports(con, tmp_path / "after", GENERATED + dt.timedelta(days=7), previous_feedback=previous)
+        monkeypatch.setenv("IMAGING_AUDIT_FEEDBACK_REFRESH_DAYS", "0")
+        every = build_reports(con, tmp_path / "every", later, previous_feedback=previous)
+    finally:
+        con.close()
+    assert (standing["feedback_rendered"], standing["feedback_reused"]) == (0, 3)
+    assert (still["feedback_rendered"], still["feedback_reused"]) == (0, 3)  # it still stands: not looked into
+    assert (stale["feedback_rendered"], stale["feedback_reused"]) == (1, 2)  # DR_A rendered again, two copied
+    assert (every["feedback_rendered"], every["feedback_reused"]) == (1, 2)
+    assert json.loads((tmp_path / "after" / "feedback" / "manifest.json").read_text())["rendered_on"] == "2026-01-12"
+
+
+def test_a_report_lists_the_most_recent_cases_when_capped(cohort_db, tmp_path, monkeypatch):
+    db, _ = cohort_db
+    monkeypatch.setenv("IMAGING_AUDIT_FEEDBACK_CASES", "10")
+    build(db, tmp_path / "reports")
+    text = pdf_text(tmp_path / "reports" / "feedback" / "feedback_DR_A.pdf")
+    assert len(set(re.findall(r"S_A_(?:pu|inj)\d\d", text))) == 10
+    assert "The 10 most recent of your 24" in text and "chart_review_cases.csv" in text

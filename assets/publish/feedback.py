@@ -12,9 +12,12 @@ published (their sums reveal nothing new); quarterly figures are rates shown onl
 more; the main-reason counts add up to the provider's potentially unnecessary count, so they are suppressed
 with a complement.
 
-PDFs are rendered by WeasyPrint from the Jinja2 template `templates/feedback.html.j2`. A report whose content
-did not change since the last published run is copied from it rather than rendered again (the content hash
-is kept in `feedback/manifest.json`).
+PDFs are rendered by WeasyPrint from the Jinja2 template `templates/feedback.html.j2`; layout is the slow part
+(about a second a report), so a set of reports stands for IMAGING_AUDIT_FEEDBACK_REFRESH_DAYS (7) before a run
+renders it again, like the periodic letters such programmes send; and when it is rendered, a report whose
+content did not change is copied from the published run (content hashes in `feedback/manifest.json`). A report
+lists the provider's most recent potentially unnecessary MRIs (IMAGING_AUDIT_FEEDBACK_CASES, 50); the
+chart-review case list (`chart_review_cases.csv`) has them all.
 """
 
 from __future__ import annotations
@@ -60,17 +63,13 @@ class ProviderReport:
     quarters: list = field(default_factory=list)  # (quarter, rate or None)
     reasons: list = field(default_factory=list)  # (reason, count text)
     followed: list = field(default_factory=list)  # (label, "k of n (x%)")
-    cases: list = field(default_factory=list)
+    cases: list = field(default_factory=list)  # the most recent ones
+    cases_total: int = 0
     funnel_svg: str = ""
 
 
-def feedback_min_scans() -> int:
-    from assets.settings import load_settings
-
-    return load_settings().feedback_min_scans
-
-
-def gather_reports(con, p, figures: dict, unit_items: list[dict], min_scans: int) -> list[ProviderReport]:
+def gather_reports(con, p, figures: dict, unit_items: list[dict], min_scans: int,
+                   max_cases: int = 0) -> list[ProviderReport]:
     """One report per provider with at least `min_scans` spine MRIs whose count and rate are published."""
     from assets.publish.reports import BY_KEY, FOLLOWED, UNKNOWN, cases_sql
 
@@ -129,10 +128,18 @@ def gather_reports(con, p, figures: dict, unit_items: list[dict], min_scans: int
             quarters=[(q, qpu / qn if not (is_small(qn) or is_small(qpu) or is_small(qn - qpu)) else None)
                       for q, qn, qpu in quarters.get(u, [])],
             reasons=[(r, "<11" if v is None else f"{v:,}") for (r, _), v in zip(main, shown)],
-            followed=followed, cases=cases.get(u, []),
+            followed=followed, cases=_most_recent(cases.get(u, []), max_cases),
+            cases_total=len(cases.get(u, [])),
             funnel_svg=_funnel_svg(n, it["rate"], centre, peers["points"] if peers else []),
         ))
     return reports
+
+
+def _most_recent(cases: list, limit: int) -> list:
+    """The newest `limit` cases (all when 0), listed oldest first."""
+    if limit and len(cases) > limit:
+        cases = sorted(cases, key=lambda c: (c["scan_date"], c["scan_id"]))[-limit:]
+    return cases
 
 
 def _lit(text: str) -> str:
@@ -222,9 +229,16 @@ def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path,
     """Render the reports into `out_dir` (`reports/feedback/`) and the index page; returns a summary."""
     from assets.publish.reports import PROVIDER_WINDOW, _period, _rs_label
 
-    min_scans = feedback_min_scans()
-    reports = gather_reports(con, p, figures, unit_items, min_scans)
+    from assets.settings import load_settings
+
+    settings = load_settings()
+    min_scans = settings.feedback_min_scans
     out_dir.mkdir(parents=True, exist_ok=True)
+    old = _previous_manifest(previous)
+    today = generated_at.date()
+    if _still_standing(old, today, settings.feedback_refresh_days) and previous is not None:
+        return _carry_over(previous, out_dir, old)
+    reports = gather_reports(con, p, figures, unit_items, min_scans, settings.feedback_cases)
     env = _environment()
     template = env.get_template("feedback.html.j2")
     names = figures["names"]
@@ -236,14 +250,14 @@ def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path,
         "small_max": SMALL_CELL_MAX, "min_scans": min_scans, "currency": costs.currency,
         "cost_basis": f"unit costs from {Path(costs.path).name}, version {costs.version}",
     }
-    old = _previous_manifest(previous)
+    previous_reports = old.get("reports", {})
     manifest, jobs, reused = {}, [], 0
     stamp = generated_at.strftime("%Y-%m-%d %H:%M UTC")
     for report in reports:
         html = template.render(r=report, published=STAMP, **context)
         digest = hashlib.sha256(html.encode()).hexdigest()
         name = _file_name(report.provider)
-        if old.get(name) == digest and previous is not None and (previous / name).is_file():
+        if previous_reports.get(name) == digest and previous is not None and (previous / name).is_file():
             shutil.copy2(previous / name, out_dir / name)
             reused += 1
         else:
@@ -255,7 +269,8 @@ def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path,
         reports=[(r, _file_name(r.provider)) for r in reports], without=max(without, 0), published=stamp,
         **context)
     (out_dir / "index.html").write_text(index, encoding="utf-8")
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    (out_dir / MANIFEST).write_text(json.dumps({"rendered_on": today.isoformat(), "reports": manifest},
+                                               indent=1, sort_keys=True), encoding="utf-8")
     files = [f"{out_dir.name}/{name}" for name in (*manifest, "index.html", MANIFEST)]
     return {"feedback_reports": len(reports), "feedback_rendered": len(jobs), "feedback_reused": reused,
             "files": files}
@@ -263,9 +278,32 @@ def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path,
 
 def _previous_manifest(previous: Path | None) -> dict:
     try:
-        return json.loads((previous / MANIFEST).read_text(encoding="utf-8")) if previous else {}
+        data = json.loads((previous / MANIFEST).read_text(encoding="utf-8")) if previous else {}
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) and isinstance(data.get("reports"), dict) else {}
+
+
+def _still_standing(manifest: dict, today, refresh_days: int) -> bool:
+    """Whether the published set of reports is younger than the refresh interval."""
+    import datetime as dt
+
+    try:
+        rendered = dt.date.fromisoformat(manifest["rendered_on"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return refresh_days > 0 and 0 <= (today - rendered).days < refresh_days
+
+
+def _carry_over(previous: Path, out_dir: Path, manifest: dict) -> dict:
+    """The published set of reports, copied whole into this run's outputs (it still stands)."""
+    names = [n for n in manifest["reports"] if (previous / n).is_file()]
+    for name in (*names, "index.html", MANIFEST):
+        if (previous / name).is_file():
+            shutil.copy2(previous / name, out_dir / name)
+    files = [f"{out_dir.name}/{n}" for n in (*names, "index.html", MANIFEST) if (out_dir / n).is_file()]
+    return {"feedback_reports": len(names), "feedback_rendered": 0, "feedback_reused": len(names),
+            "feedback_rendered_on": manifest["rendered_on"], "files": files}
 
 
 class FeedbackEngineMissing(RuntimeError):
