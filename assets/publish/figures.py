@@ -186,10 +186,12 @@ def histogram_by_category_figure(bins: list[str], values: dict[str, list[int | N
     return _layout(fig, title, x_title, "spine MRIs")
 
 
-def rule_set_shift_figure(standard: list[str], acr: list[str], counts: list[list], labels: list[list]):
-    """Heat map of how the same scans are judged by two rule sets (suppressed cells blank)."""
+def rule_set_shift_figure(standard: list[str], acr: list[str], counts: list[list], labels: list[list] | None = None):
+    """Heat map of how the same scans are judged by two rule sets; a suppressed cell (None) reads its label
+    (`<11` or `withheld` from the page's protection; `suppressed` when no labels are given)."""
     import plotly.graph_objects as go
 
+    labels = labels or [["suppressed"] * len(row) for row in counts]  # what a hidden cell reads
     text = [[label if v is None else f"{v:,}" for v, label in zip(row, names)] for row, names in zip(counts, labels)]
     fig = go.Figure(go.Heatmap(
         z=counts, x=[CATEGORY_LABELS[c] for c in acr], y=[CATEGORY_LABELS[c] for c in standard], text=text,
