@@ -36,7 +36,7 @@ def hostile_run(tmp_path_factory):
     folder = hostile_input(base / "input")
     out = base / "out"
     real = reports.build_reports
-    reports.build_reports = lambda con, out_dir, now: {}  # timed on its own below
+    reports.build_reports = lambda con, out_dir, now, previous=None: {}  # timed on its own below
     try:
         run_audit(folder, out, quiet=True)
     finally:
