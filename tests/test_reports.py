@@ -408,7 +408,7 @@ def test_the_shipped_unit_costs_state_their_source():
 
     costs = load_unit_costs()
     assert costs.currency == "USD" and "Physician Fee Schedule" in costs.source
-    assert costs.sql("p", "s") == "CAST(188.26 AS DOUBLE)"
+    assert costs.sql("p", "s") == "CAST(188.26 AS DECIMAL(14, 2))"
 
 
 # --- small-cell suppression --------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ def expected_share_sql(is_pu: str, age: str, sex: str, setting: str, region: str
     """A window expression: the potentially unnecessary share among the rows of the same case mix (unknown
     values form their own stratum), separately for each value of the `within` expressions (e.g. the rule set)."""
     keys = ", ".join([*within, AGE_BAND_SQL.format(age=age), sex, setting, region, specialty])
-    return f"avg(CASE WHEN {is_pu} THEN 1.0 ELSE 0.0 END) OVER (PARTITION BY {keys})"
+    # DECIMAL, so that summing it over a unit's scans is exact: a DOUBLE sum depends on the order parallel
+    # threads add in, and a rate on a rounding boundary would then print differently from run to run.
+    return f"CAST(avg(CASE WHEN {is_pu} THEN 1.0 ELSE 0.0 END) OVER (PARTITION BY {keys}) AS DECIMAL(18, 12))"
 
 
 def adjusted_rate(observed: float | None, expected: float | None, overall: float | None) -> float | None:

@@ -38,7 +38,9 @@ class UnitCosts:
                 default = repr(float(cost))
                 continue
             whens.append(f"WHEN {' AND '.join(conditions)} THEN {float(cost)!r}")
-        return f"(CASE {' '.join(whens)} ELSE {default} END)" if whens else f"CAST({default} AS DOUBLE)"
+        # DECIMAL: sums of costs are exact and the same on every run (a DOUBLE sum depends on thread order).
+        return (f"CAST((CASE {' '.join(whens)} ELSE {default} END) AS DECIMAL(14, 2))" if whens
+                else f"CAST({default} AS DECIMAL(14, 2))")
 
     def describe(self) -> str:
         specific = len([r for r in self.rows if (r[0], r[1]) != (ANY, ANY)])

@@ -258,7 +258,7 @@ def render_trends(con, figures: dict, subtitle: str) -> str:
                 f"closer. {hidden} {unit}(s) with counts of 1-{SMALL_CELL_MAX} are not shown.",
             ))
             # Indirect standardisation: observed / expected from the unit's own case mix, times the overall rate.
-            adjusted = [min(n, x / e * centre * n) if e else 0.0 for _, n, x, e in shown]
+            adjusted = [min(n, x / float(e) * centre * n) if e else 0.0 for _, n, x, e in shown]
             fig = funnel_figure([u for u, *_ in shown], adjusted, [n for _, n, _, _ in shown],
                                 unit, centre, adjusted=True)
             parts.append(_section(

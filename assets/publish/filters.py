@@ -57,7 +57,7 @@ def gather_cells(con, joined: str, rule_sets: list[str]) -> dict:
         g_region, g_facets = r[0], r[1:1 + nf]
         region, quarter, *values = r[1 + nf:3 + 2 * nf]
         facet = next(((name, values[i]) for i, name in enumerate(FACETS) if not g_facets[i]), (ALL, ALL))
-        cells[(ALL if g_region else region, quarter) + facet] = list(r[3 + 2 * nf:])
+        cells[(ALL if g_region else region, quarter) + facet] = [float(x or 0) for x in r[3 + 2 * nf:]]
     return cells
 
 
