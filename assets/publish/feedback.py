@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from assets.sql import literal
 from assets.publish.statistics import (SMALL_CELL_MAX, Z_95, Z_998, funnel_limits, funnel_position, is_small,
                                       suppress_row)
 
@@ -84,12 +85,12 @@ def gather_reports(con, p, figures: dict, unit_items: list[dict], min_scans: int
     wanted = {it["unit"] for it in eligible}
     quarters = _by_provider(con.execute(f"""
         SELECT referring_provider_id, strftime(scan_date, '%Y') || ' Q' || quarter(scan_date) AS q, count(*),
-               count(*) FILTER (WHERE cat_0 = {_lit(pu_cat)})
+               count(*) FILTER (WHERE cat_0 = {literal(pu_cat)})
         FROM per_scan WHERE referring_provider_id IS NOT NULL GROUP BY ALL ORDER BY 1, 2""").fetchall(), wanted)
     reasons = _by_provider(con.execute(f"""
         SELECT s.referring_provider_id, split_part(m.reasons, ';', 1) AS reason, count(*)
-        FROM per_scan s JOIN mri_classification m ON m.scan_id = s.scan_id AND m.rule_set = {_lit(names[0])}
-        WHERE s.cat_0 = {_lit(pu_cat)} AND s.referring_provider_id IS NOT NULL GROUP BY ALL ORDER BY 1, 3 DESC, 2
+        FROM per_scan s JOIN mri_classification m ON m.scan_id = s.scan_id AND m.rule_set = {literal(names[0])}
+        WHERE s.cat_0 = {literal(pu_cat)} AND s.referring_provider_id IS NOT NULL GROUP BY ALL ORDER BY 1, 3 DESC, 2
         """).fetchall(), wanted)
     cur = con.execute(f"SELECT * FROM ({cases_sql(names, with_ctes=False)}) WHERE referring_provider_id IS NOT NULL")
     columns = [d[0] for d in cur.description]
@@ -140,12 +141,6 @@ def _most_recent(cases: list, limit: int) -> list:
     if limit and len(cases) > limit:
         cases = sorted(cases, key=lambda c: (c["scan_date"], c["scan_id"]))[-limit:]
     return cases
-
-
-def _lit(text: str) -> str:
-    from assets.sql import literal
-
-    return literal(text)
 
 
 def _by_provider(rows, wanted: set) -> dict[str, list]:
