@@ -1,8 +1,11 @@
-"""Shared pieces of the self-contained HTML pages (inline CSS, no scripts, no network)."""
+"""Shared pieces of the self-contained HTML pages: the stylesheet, table and number helpers, and the Jinja2
+environment of the screen templates (`assets/templates/`)."""
 
 from __future__ import annotations
 
 import html
+from functools import lru_cache
+from pathlib import Path
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
@@ -52,13 +55,28 @@ def table(headers: list[str], rows: list[tuple], numeric: set[int] = frozenset()
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment():
+    """The Jinja2 environment of every screen page (`assets/templates/`, one base layout); autoescaped, so text
+    from inputs is escaped wherever it is shown."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v, digits=1: "–" if v is None else f"{100 * v:.{digits}f}%"
+    env.filters["dec"] = lambda v, digits=2: "–" if v is None else f"{v:.{digits}f}"
+    env.filters["num"] = lambda v: "–" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
+    env.filters["label"] = lambda v: str(v).replace("_", " ")
+    return env
+
+
+def render(name: str, **context) -> str:
+    return environment().get_template(name).render(css=CSS, **context)
+
+
 def page(title: str, subtitle: str, body: str) -> str:
-    """A whole page: header band, then the body sections."""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{html.escape(title)}</title><style>{CSS}
-.ok{{color:#1b7f3b;font-weight:600}} .fail{{color:#b42318;font-weight:600}} .warnc{{color:#9a6700;font-weight:600}}
-</style></head>
-<body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
-<main>{body}</main></body></html>
-"""
+    """A whole page in the base layout: header band, then the body sections (already escaped HTML)."""
+    return render("base.html.j2", title=title, subtitle=subtitle, body=body)

@@ -52,10 +52,11 @@ def test_every_page_renders_offline_without_console_errors(published, tmp_path, 
     assert not re.search(r'src="https?://|<link[^>]+href="https?://|@import|url\(https?:', outside)
     dom, console = render(path, tmp_path)
     assert console == [], console
-    graphs = source.count('class="plotly-graph-div"')
-    assert graphs >= {"dashboards/trends.html": 4, "dashboards/breakdowns.html": 6,
+    # Charts: Plotly's own output (rule sets) and the slots the filtered pages' script draws into.
+    graphs = source.count('class="plotly-graph-div"') + len(re.findall(r'<div id="[^"]+" class="figure"', source))
+    assert graphs >= {"dashboards/trends.html": 7, "dashboards/breakdowns.html": 7,
                       "dashboards/rule_sets.html": 1}.get(page, 0)
-    # Each Plotly graph draws at least one SVG once its script has run.
+    # Each chart draws at least one SVG once the scripts have run.
     assert dom.count('class="main-svg"') >= graphs
     assert "<h1>" in dom
 
@@ -134,8 +135,11 @@ def test_the_dashboards_folder_is_light_and_loads_plotly_once(published):
     for page in folder.glob("*.html"):
         text = page.read_text(encoding="utf-8")
         assert "Copyright 2012" not in text, page.name  # the library is not copied into a page
-        draws = 'class="plotly-graph-div"' in text or 'id="filtered-trend"' in text  # the overview draws in script
+        draws = 'class="plotly-graph-div"' in text or 'class="figure"' in text  # filtered pages draw in script
         assert ('<script src="plotly.min.js"></script>' in text) == draws, page.name
+        # The filtered pages share one script beside them, like the library.
+        assert ('<script src="dashboard.js"></script>' in text) == ('id="filter-data"' in text), page.name
+    assert (folder / "dashboard.js").is_file()
 
 
 def test_every_page_has_a_print_stylesheet(published):

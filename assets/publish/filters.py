@@ -1,17 +1,22 @@
-"""The overview's filters: every view a reader can reach with them, counted in the warehouse and protected as
-one system before it is embedded in the page.
+"""The dashboards' filters: every view a reader can reach on any page, counted in the warehouse and protected as
+one system before it is embedded in the pages.
 
-A view is (body region, period, facet): the region lumbar, cervical, thoracic or all spine; the period the whole
-span, a year or a quarter (a custom range is summed in the page from quarters, and only when every quarter in
-it is published); the facet at most one of care setting, referring specialty and facility (the page lets a
-reader pick one at a time). Its cells: the in-scope spine MRIs, the potentially unnecessary ones under each
-rule set (with their cost), and for lumbar MRIs the OP-8 numerator and denominator.
+A view is (body region, period, unit): the region lumbar, cervical, thoracic or all spine; the period the whole
+span, a year, a quarter or (for all units together) a month; the unit at most one value of one dimension. The
+overview offers care setting, referring specialty and facility as units; the breakdowns page draws every value
+of those and of age band, findings and time from referral to scan; the trends page draws facilities and
+referring providers (providers over the whole span or a year only: by quarter nearly every provider is small).
+A view's cells: the in-scope spine MRIs; per rule set the potentially unnecessary and the insufficient-
+information ones, with the cost of the first and its case-mix expectation; for lumbar MRIs the OP-8 numerator
+and denominator. Views of all units together also count, per rule set, each reason code and the safety and
+contrast reviews.
 
-A reader can add and subtract views: regions add up to all spine, quarters to years to the whole span, the
-values of a facet to the unfaceted view, and potentially unnecessary plus the rest to the spine MRIs. These are
-the equations of one `Protection` (zeros shown like small counts, so that labels alone never pin a cell), so no
-count of 1-10 is shown or can be worked out from any combination of views. A cost is shown only where its
-count is.
+A reader can add and subtract views, on one page or across pages: regions add up to all spine, months to
+quarters to years to the whole span, the values of a dimension to the view of all units, the verdicts to the
+spine MRIs, and the reason codes of a verdict whose scans carry exactly one reason to that verdict's count.
+These are the equations of one `Protection` (zeros shown like small counts, so that labels alone never pin a
+cell), so no count of 1-10 is shown or can be worked out from any combination of views. A cost, an expectation
+or a rate is shown only where its counts are.
 """
 
 from __future__ import annotations
@@ -21,145 +26,297 @@ import json
 from assets.sql import literal
 
 REGIONS = ("lumbar", "cervical", "thoracic")
-FACETS = {"setting": "care_setting", "specialty": "referring_specialty", "facility": "facility_id"}
-FACET_LABELS = {"setting": "care setting", "specialty": "referring specialty", "facility": "facility"}
 ALL = "*"
 UNKNOWN = "unknown"
+WAIT_BIN_DAYS = 10
+WAIT_BINS = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+")
+NOT_LINKED = "no referral date"
+
+# The units the overview offers, then the further dimensions the breakdowns and trends pages draw.
+FACETS = {"setting": "care_setting", "specialty": "referring_specialty", "facility": "facility_id"}
+FACET_LABELS = {"setting": "care setting", "specialty": "referring specialty", "facility": "facility",
+                "age": "age band", "findings": "findings", "wait": "days from referral to scan",
+                "provider": "referring provider"}
+
+
+def _dimension_sql() -> dict[str, str]:
+    from assets.publish.casemix import AGE_BAND_SQL
+
+    wait = (f"CASE WHEN m.referral_date IS NULL OR m.scan_date < m.referral_date THEN {literal(NOT_LINKED)} "
+            + " ".join(f"WHEN m.scan_date - m.referral_date < {WAIT_BIN_DAYS * (i + 1)} THEN {literal(b)}"
+                       for i, b in enumerate(WAIT_BINS[:-1]))
+            + f" ELSE {literal(WAIT_BINS[-1])} END")
+    dims = {name: f"coalesce(CAST(m.{col} AS VARCHAR), {literal(UNKNOWN)})" for name, col in FACETS.items()}
+    dims.update({
+        "age": AGE_BAND_SQL.format(age="m.patient_age"),
+        "findings": "coalesce(m.findings_category, 'not reported')",
+        "wait": wait,
+        "provider": f"coalesce(m.referring_provider_id, {literal(UNKNOWN)})",
+    })
+    return dims
+
+
+# Dimensions drawn over these periods only (a provider by quarter is almost always a small count).
+COARSE = {"provider"}
+
+
+def columns(rule_sets: list[str]) -> list[str]:
+    """The cells of one view, in the order the pages read them."""
+    return (["n"] + [f"pu:{rs}" for rs in rule_sets] + [f"ii:{rs}" for rs in rule_sets]
+            + [f"cost:{rs}" for rs in rule_sets] + [f"exp:{rs}" for rs in rule_sets] + ["op8n", "op8d"])
 
 
 def gather_cells(con, joined: str, rule_sets: list[str]) -> dict:
-    """Quarter-level counts per region and facet value (one GROUPING SETS pass over the joined verdicts):
-    (region or *, quarter, facet name or *, facet value or *) -> [n, pu per rule set, cost per rule set,
-    op8 numerator, op8 denominator]."""
-    pu = [f"count(*) FILTER (WHERE m.rule_set = {literal(rs)} AND m.category = 'potentially_unnecessary')"
-          for rs in rule_sets]
-    cost = [f"coalesce(sum(m.unit_cost) FILTER (WHERE m.rule_set = {literal(rs)} "
-            f"AND m.category = 'potentially_unnecessary'), 0)" for rs in rule_sets]
+    """Month-level counts per region and dimension value (one GROUPING SETS pass over the joined verdicts):
+    (region or *, month, dimension or *, value or *) -> the `columns` of that cell."""
+    dims = _dimension_sql()
+    cells_sql = ["count(DISTINCT m.scan_id)"]
+    for category in ("potentially_unnecessary", "insufficient_information"):
+        cells_sql += [f"count(*) FILTER (WHERE m.rule_set = {literal(rs)} AND m.category = {literal(category)})"
+                      for rs in rule_sets]
+    # The cost of the potentially unnecessary MRIs, and the case-mix expectation of their number.
+    cells_sql += [f"coalesce(sum(m.unit_cost) FILTER (WHERE m.rule_set = {literal(rs)} "
+                  "AND m.category = 'potentially_unnecessary'), 0)" for rs in rule_sets]
+    cells_sql += [f"coalesce(sum(m.expected_pu) FILTER (WHERE m.rule_set = {literal(rs)}), 0)" for rs in rule_sets]
     primary = literal(rule_sets[0])
-    facet_cols = ", ".join(f"coalesce(CAST(m.{col} AS VARCHAR), {literal(UNKNOWN)}) AS f_{name}"
-                           for name, col in FACETS.items())
-    sets = ["(" + ", ".join(x for x in (region, "quarter", f"f_{facet}" if facet else None) if x) + ")"
-            for region in ("region", None) for facet in (None, *FACETS)]
-    nf = len(FACETS)
+    cells_sql += [f"count(*) FILTER (WHERE m.rule_set = {primary} AND m.op8_numerator)",
+                  f"count(*) FILTER (WHERE m.rule_set = {primary} AND m.op8_numerator IS NOT NULL)"]
+    sets = ["(" + ", ".join(x for x in (region, "month", f"d_{dim}" if dim else None) if x) + ")"
+            for region in ("region", None) for dim in (None, *dims)]
+    nd = len(dims)
     rows = con.execute(f"""
-        SELECT grouping(region), {', '.join(f'grouping(f_{f})' for f in FACETS)}, region, quarter,
-               {', '.join(f'f_{f}' for f in FACETS)},
-               count(DISTINCT m.scan_id), {', '.join(pu)}, {', '.join(cost)},
-               count(*) FILTER (WHERE m.rule_set = {primary} AND m.op8_numerator),
-               count(*) FILTER (WHERE m.rule_set = {primary} AND m.op8_numerator IS NOT NULL)
-        FROM (SELECT *, body_region AS region, strftime(scan_date, '%Y') || '-Q' || quarter(scan_date) AS quarter,
-                     {facet_cols}
+        SELECT grouping(region), {', '.join(f'grouping(d_{d})' for d in dims)}, region, month,
+               {', '.join(f'd_{d}' for d in dims)}, {', '.join(cells_sql)}
+        FROM (SELECT *, body_region AS region, strftime(scan_date, '%Y-%m') AS month,
+                     {', '.join(f'{sql} AS d_{d}' for d, sql in dims.items())}
               FROM {joined} m WHERE m.category <> 'out_of_scope'
                 AND m.body_region IN ({', '.join(literal(r) for r in REGIONS)})) m
         GROUP BY GROUPING SETS ({', '.join(sets)})""").fetchall()
     cells = {}
     for r in rows:
-        g_region, g_facets = r[0], r[1:1 + nf]
-        region, quarter, *values = r[1 + nf:3 + 2 * nf]
-        facet = next(((name, values[i]) for i, name in enumerate(FACETS) if not g_facets[i]), (ALL, ALL))
-        cells[(ALL if g_region else region, quarter) + facet] = [float(x or 0) for x in r[3 + 2 * nf:]]
+        g_region, g_dims = r[0], r[1:1 + nd]
+        region, month, *values = r[1 + nd:3 + 2 * nd]
+        dim = next(((name, values[i]) for i, name in enumerate(dims) if not g_dims[i]), (ALL, ALL))
+        cells[(ALL if g_region else region, month) + dim] = [float(x or 0) for x in r[3 + 2 * nd:]]
     return cells
 
 
-def _periods(quarters: list[str]) -> dict[str, list[str]]:
-    periods = {ALL: list(quarters)}
-    for q in quarters:
-        periods.setdefault(q[:4], []).append(q)
-    for q in quarters:
-        periods[q] = [q]
+def gather_extras(con, joined: str, rule_sets: list[str]) -> tuple[dict, dict]:
+    """Per (region or *, month): per rule set the scans carrying each reason code, and the safety and contrast
+    reviews. Returns (cells, partitions): partitions name, per rule set and verdict whose scans each carry
+    exactly one reason, the codes that add up to that verdict's count."""
+    rs_list = ", ".join(literal(rs) for rs in rule_sets)
+    base = f"""FROM {joined} m WHERE m.category <> 'out_of_scope' AND m.rule_set IN ({rs_list})
+               AND m.body_region IN ({', '.join(literal(r) for r in REGIONS)})"""
+    cells: dict = {}
+
+    def put(region, month, name, n):
+        cells.setdefault((region or ALL, month), {})[name] = float(n)
+
+    for g, region, month, rs, code, n in con.execute(f"""
+            SELECT grouping(m.body_region), m.body_region, month, m.rule_set, code, count(*)
+            FROM (SELECT m.*, strftime(m.scan_date, '%Y-%m') AS month,
+                         unnest(string_split(coalesce(m.reasons, ''), ';')) AS code {base}) m
+            WHERE code <> '' GROUP BY GROUPING SETS ((m.body_region, month, m.rule_set, code),
+                                                      (month, m.rule_set, code))""").fetchall():
+        put(None if g else region, month, f"reason:{rs}:{code}", n)
+    for g, region, month, rs, safety, contrast in con.execute(f"""
+            SELECT grouping(m.body_region), m.body_region, strftime(m.scan_date, '%Y-%m') AS month, m.rule_set,
+                   count(*) FILTER (WHERE m.safety_review), count(*) FILTER (WHERE m.contrast_review) {base}
+            GROUP BY GROUPING SETS ((m.body_region, month, m.rule_set), (month, m.rule_set))""").fetchall():
+        put(None if g else region, month, f"safety:{rs}", safety)
+        put(None if g else region, month, f"contrast:{rs}", contrast)
+    # A verdict whose scans each carry exactly one reason, none of its codes used by another verdict.
+    partitions: dict = {}
+    verdict_of: dict = {}
+    for rs, category, codes, most in con.execute(f"""
+            SELECT rule_set, category, list(DISTINCT code ORDER BY code), max(n) FROM (
+                SELECT rule_set, category, unnest(string_split(coalesce(reasons, ''), ';')) AS code,
+                       len(string_split(coalesce(reasons, ''), ';')) AS n
+                FROM {joined} m WHERE rule_set IN ({rs_list}) AND category <> 'out_of_scope')
+            GROUP BY ALL""").fetchall():
+        for code in codes:
+            verdict_of.setdefault((rs, code), set()).add(category)
+        if category in ("potentially_unnecessary", "insufficient_information") and most == 1 and "" not in codes:
+            partitions[(rs, "pu" if category == "potentially_unnecessary" else "ii")] = codes
+    partitions = {k: codes for k, codes in partitions.items()
+                  if all(len(verdict_of[(k[0], c)]) == 1 for c in codes)}
+    return cells, partitions
+
+
+def _periods(months: list[str]) -> dict[str, list[str]]:
+    """Each period a reader can pick, with the months it covers: the whole span, years, quarters, months."""
+    periods = {ALL: list(months)}
+    for m in months:
+        periods.setdefault(m[:4], []).append(m)
+    for m in months:
+        periods.setdefault(f"{m[:4]}-Q{(int(m[5:7]) - 1) // 3 + 1}", []).append(m)
+    for m in months:
+        periods[m] = [m]
     return periods
 
 
-def protect_views(cells: dict, rule_sets: list[str]):
-    """(protection, views, periods, facets): views map (region, period, facet name, facet value) to the
-    keys of their cells."""
+def kind(period: str) -> str:
+    return "all" if period == ALL else "year" if len(period) == 4 else "quarter" if "Q" in period else "month"
+
+
+def offered(period: str, dim: str) -> bool:
+    """Whether a dimension's values are drawn for a period: months only for all units together, providers only
+    over the whole span or a year."""
+    k = kind(period)
+    if dim == ALL:
+        return True
+    if k == "month":
+        return False
+    return k in ("all", "year") or dim not in COARSE
+
+
+def protect_views(cells: dict, rule_sets: list[str], extras: tuple[dict, dict] | None = None):
+    """(protection, views, periods, dims): views map (region, period, dimension, value) to {cell name: key of
+    the protection's cell}, plus "cost" and "exp" (not counts: shown only with their count)."""
     from assets.publish.protection import Protection
 
-    k = len(rule_sets)
-    quarters = sorted({key[1] for key in cells})
-    periods = _periods(quarters)
-    facets = [(ALL, ALL)] + sorted({(key[2], key[3]) for key in cells if key[2] != ALL})
+    extra_cells, partitions = extras or ({}, {})
+    months = sorted({key[1] for key in cells})
+    periods = _periods(months)
+    dims = [(ALL, ALL)] + sorted({(key[2], key[3]) for key in cells if key[2] != ALL})
+    extra_names = sorted({name for row in extra_cells.values() for name in row})
+    cols = columns(rule_sets)
     p = Protection(zeros_small=True)
     views: dict = {}
     for region in (ALL, *REGIONS):
         for period, covered in periods.items():
-            for facet in facets:
-                total = [0.0] * (1 + 2 * k + 2)
-                for q in covered:
-                    row = cells.get((region, q) + facet)
+            for dim in dims:
+                if not offered(period, dim[0]):
+                    continue
+                total = [0.0] * len(cols)
+                for m in covered:
+                    row = cells.get((region, m) + dim)
                     if row:
                         total = [a + (b or 0) for a, b in zip(total, row)]
-                if not total[0] and facet != (ALL, ALL):
-                    continue  # a facet value with no scans here is not offered
-                key = (region, period) + facet
-                # Totals are withheld last, then years before quarters, unfaceted before faceted.
-                keep = (20 if period == ALL else 10 if len(period) == 4 else 0) + 5 * (facet == (ALL, ALL)) \
-                    + 5 * (region == ALL)
-                n = p.add(("n",) + key, int(total[0]), keep=keep + 2)
-                view = {"n": n, "cost": {}}
-                for i, rs in enumerate(rule_sets):
-                    view[rs] = p.add(("pu", rs) + key, int(total[1 + i]), keep=keep + 1)
-                    view[("rest", rs)] = p.add(("rest", rs) + key, int(total[0] - total[1 + i]), implicit=True)
-                    p.equation(n, view[rs], view[("rest", rs)])
-                    view["cost"][rs] = total[1 + k + i]
+                if not total[0] and dim != (ALL, ALL):
+                    continue  # a value with no scans here is not drawn
+                value = dict(zip(cols, total))
+                key = (region, period) + dim
+                # Totals are withheld last, then years before quarters before months, all units before one.
+                keep = {"all": 30, "year": 20, "quarter": 10, "month": 0}[kind(period)] \
+                    + 5 * (dim == (ALL, ALL)) + 5 * (region == ALL)
+                n = p.add(("n",) + key, int(value["n"]), keep=keep + 2)
+                view = {"n": n, "cost": {}, "exp": {}}
+                for rs in rule_sets:
+                    view[f"pu:{rs}"] = p.add(("pu", rs) + key, int(value[f"pu:{rs}"]), keep=keep + 1)
+                    view[f"ii:{rs}"] = p.add(("ii", rs) + key, int(value[f"ii:{rs}"]), keep=keep)
+                    view[f"rest:{rs}"] = p.add(("rest", rs) + key,
+                                               int(value["n"] - value[f"pu:{rs}"] - value[f"ii:{rs}"]),
+                                               implicit=True)
+                    p.equation(n, view[f"pu:{rs}"], view[f"ii:{rs}"], view[f"rest:{rs}"])
+                    view["cost"][rs] = value[f"cost:{rs}"]
+                    view["exp"][rs] = value[f"exp:{rs}"]
                 if region == "lumbar":
-                    view["op8d"] = p.add(("op8d",) + key, int(total[-1]), keep=keep + 1)
-                    view["op8n"] = p.add(("op8n",) + key, int(total[-2]), keep=keep)
-                    view["op8r"] = p.add(("op8r",) + key, int(total[-1] - total[-2]), implicit=True)
+                    view["op8d"] = p.add(("op8d",) + key, int(value["op8d"]), keep=keep + 1)
+                    view["op8n"] = p.add(("op8n",) + key, int(value["op8n"]), keep=keep)
+                    view["op8r"] = p.add(("op8r",) + key, int(value["op8d"] - value["op8n"]), implicit=True)
                     p.equation(view["op8d"], view["op8n"], view["op8r"])
+                if dim == (ALL, ALL) and extra_names:
+                    for name in extra_names:
+                        count = sum(extra_cells.get((region, m), {}).get(name, 0) for m in covered)
+                        view[name] = p.add(("x", name) + key, int(count), keep=keep)
+                    for (rs, verdict), codes in partitions.items():
+                        parts = [view[f"reason:{rs}:{c}"] for c in codes if f"reason:{rs}:{c}" in view]
+                        p.equation(view[f"{verdict}:{rs}"], *parts)
                 views[key] = view
-    stats = ["n", *rule_sets, *[("rest", rs) for rs in rule_sets]]
+    counted = ["n", "op8n", "op8d", "op8r", *extra_names] + [f"{s}:{rs}" for s in ("pu", "ii", "rest")
+                                                              for rs in rule_sets]
 
-    def add_up(total_key, part_keys, names):
+    def add_up(total_key, part_keys):
         parts = [views[x] for x in part_keys if x in views]
         if total_key in views and parts:
-            for s in names:
+            for s in counted:
                 if s in views[total_key]:
                     p.equation(views[total_key][s], *[v[s] for v in parts if s in v])
 
-    years = [x for x in periods if len(x) == 4]
+    years = [x for x in periods if kind(x) == "year"]
+    quarters = [x for x in periods if kind(x) == "quarter"]
     for period in periods:
-        for facet in facets:
-            add_up((ALL, period) + facet, [(r, period) + facet for r in REGIONS], stats)
+        for dim in dims:
+            add_up((ALL, period) + dim, [(r, period) + dim for r in REGIONS])
+    names = sorted({d for d, _ in dims if d != ALL})
     for region in (ALL, *REGIONS):
-        names = stats + (["op8n", "op8d", "op8r"] if region == "lumbar" else [])
-        for facet in facets:
-            add_up((region, ALL) + facet, [(region, y) + facet for y in years], names)
+        for dim in dims:
+            add_up((region, ALL) + dim, [(region, y) + dim for y in years])
             for y in years:
-                add_up((region, y) + facet, [(region, q) + facet for q in periods[y] if q != y], names)
+                add_up((region, y) + dim, [(region, q) + dim for q in quarters if q.startswith(y)])
+            for q in quarters:
+                add_up((region, q) + dim, [(region, m) + dim for m in periods[q]])
         for period in periods:
-            for name in FACETS:
-                add_up((region, period, ALL, ALL), [(region, period) + f for f in facets if f[0] == name], names)
+            for name in names:
+                add_up((region, period, ALL, ALL), [(region, period) + d for d in dims if d[0] == name])
     p.solve().seal()
-    return p, views, periods, facets
+    return p, views, periods, dims
 
 
 def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
-    """What the overview embeds: every view's published cells (a hidden one as its label, `<11` or
-    `withheld`), the filter choices, and the currency."""
+    """Every view's published cells (a hidden one as its label, `<11` or `withheld`), the filter choices and
+    the currency. `views(data, dims)` takes the part a page embeds."""
     cells = gather_cells(con, joined, rule_sets)
-    p, views, periods, facets = protect_views(cells, rule_sets)
+    extras = gather_extras(con, joined, rule_sets)
+    p, views, periods, dims = protect_views(cells, rule_sets, extras)
+    cols = columns(rule_sets)
+    extra_names = sorted({name for row in extras[0].values() for name in row})
 
     def cell(key):
         return p.get(key) if p.status(key) == "published" else p.text(key)
 
-    out = {}
-    for (region, period, fname, fval), v in views.items():
-        row = [cell(v["n"])]
-        for rs in rule_sets:
-            row.append(cell(v[rs]))
-        for rs in rule_sets:
-            row.append(round(v["cost"][rs]) if p.status(v[rs]) == "published" else None)
-        if "op8n" in v:
-            row += [cell(v["op8n"]), cell(v["op8d"])]
-        out["|".join((region, period, fname, fval))] = row
+    out, extra_out = {}, {}
+    for (region, period, dname, dval), v in views.items():
+        row = []
+        for c in cols:
+            if c.startswith(("cost:", "exp:")):
+                kind_, rs = c.split(":", 1)
+                shown = p.status(v[f"pu:{rs}"]) == "published" and p.status(v["n"]) == "published"
+                row.append(round(v[kind_][rs], 2 if kind_ == "exp" else 0) if shown else None)
+            elif c in v:
+                row.append(cell(v[c]))
+            else:
+                row.append(None)  # OP-8 outside lumbar
+        out["|".join((region, period, dname, dval))] = row
+        if dname == ALL and extra_names:
+            extra_out["|".join((region, period))] = [cell(v[name]) for name in extra_names]
     return {
         "rule_sets": rule_sets, "regions": [ALL, *REGIONS], "periods": list(periods),
-        "quarters": [q for q in periods if "Q" in q],
-        "facets": {name: sorted(v for f, v in facets if f == name) for name in FACETS},
-        "facet_labels": FACET_LABELS, "currency": currency, "views": out,
-        "cells": p.counts(),
+        "quarters": [x for x in periods if kind(x) == "quarter"],
+        "months": [x for x in periods if kind(x) == "month"],
+        "years": [x for x in periods if kind(x) == "year"],
+        "facets": {name: sorted(v for f, v in dims if f == name) for name in FACETS},
+        "dims": {name: sorted((v for f, v in dims if f == name), key=_order(name))
+                 for name in FACET_LABELS if name not in FACETS},
+        "facet_labels": FACET_LABELS, "currency": currency, "columns": cols, "views": out,
+        "extra_columns": extra_names, "extras": extra_out,
+        "wait_bins": list(WAIT_BINS), "not_linked": NOT_LINKED, "cells": p.counts(),
     }
+
+
+def _order(name: str):
+    if name == "wait":
+        return lambda v: (WAIT_BINS + (NOT_LINKED,)).index(v) if v in WAIT_BINS + (NOT_LINKED,) else 99
+    return lambda v: (v == UNKNOWN, v)
+
+
+def for_page(data: dict, dims: set[str], extras: bool = False) -> dict:
+    """The part of the data a page draws: its dimensions' views (and all units together), extras if asked.
+    A unit whose whole-span count over all spine is not published is left out (dropping views never reveals
+    more than the whole set does)."""
+    keep = dims | {ALL}
+    at = data["columns"].index("n")
+    published = {tuple(k.split("|")[2:]) for k, row in data["views"].items()
+                 if k.startswith(f"{ALL}|{ALL}|") and isinstance(row[at], int)}
+    out = {k: v for k, v in data.items() if k not in ("views", "extras")}
+    out["views"] = {k: v for k, v in data["views"].items()
+                    if k.split("|")[2] in keep and (k.split("|")[2] == ALL or tuple(k.split("|")[2:]) in published)}
+    out["extras"] = data["extras"] if extras else {}
+    out["facets"] = {k: [v for v in values if (k, v) in published] for k, values in data["facets"].items()}
+    out["dims"] = {k: [v for v in values if (k, v) in published] for k, values in data["dims"].items() if k in dims}
+    return out
 
 
 def embed(data: dict) -> str:
@@ -173,7 +330,7 @@ def first_view(data: dict) -> dict:
     """The tiles of the panel's first view (lumbar, whole period, first rule set, no unit), as the page's
     script would fill them: the page reads right before (or without) its script."""
     rs = data["rule_sets"][0]
-    k = len(data["rule_sets"])
+    at = {c: i for i, c in enumerate(data["columns"])}
     row = data["views"].get("lumbar|*|*|*")
     describes = f"lumbar MRIs, the whole period, rule set {rs}"
     if not row:
@@ -187,28 +344,21 @@ def first_view(data: dict) -> dict:
     def pct(a, b):
         return f"{100 * a / b:.1f}%" if isinstance(a, int) and isinstance(b, int) and b > 0 else "–"
 
-    n, pu, cost, op8n, op8d = row[0], row[1], row[1 + k], row[1 + 2 * k], row[2 + 2 * k]
+    n, pu, cost = row[at["n"]], row[at[f"pu:{rs}"]], row[at[f"cost:{rs}"]]
+    op8n, op8d = row[at["op8n"]], row[at["op8d"]]
     return {
         "describes": describes, "n": fmt(n), "n_label": "lumbar MRIs in scope", "pu": pct(pu, n),
         "pu_label": f"potentially unnecessary under the {rs} rule set ({fmt(pu)} of {fmt(n)})",
         "op8": pct(op8n, op8d),
         "op8_label": f"CMS OP-8: lumbar MRIs without prior conservative therapy ({fmt(op8n)} of {fmt(op8d)} "
                      "eligible; lower is better)",
-        "cost": f"{cost:,} {data['currency']}" if cost is not None else "–",
+        "cost": f"{cost:,.0f} {data['currency']}" if cost is not None else "–",
         "cost_label": "estimated cost of the potentially unnecessary MRIs",
     }
 
 
 def render_panel(data: dict) -> str:
-    from pathlib import Path
-
-    import jinja2
-
+    from assets.html import render
     from assets.publish.statistics import SMALL_CELL_MAX
 
-    folder = Path(__file__).parent / "templates"
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    script = (folder / "filters.js").read_text(encoding="utf-8")
-    return env.get_template("filters_panel.html.j2").render(
-        data=data, first=first_view(data), small_max=SMALL_CELL_MAX, data_script=embed(data), script=script)
+    return render("filters_panel.html.j2", data=data, first=first_view(data), small_max=SMALL_CELL_MAX)

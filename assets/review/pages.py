@@ -85,7 +85,7 @@ def review_cases(con, cases: list[dict]) -> list[dict]:
 
 def render_review_page(cases: list[dict], generated_at: datetime) -> str:
     from assets.classify.rule_sets import reasons_by_category
-    from assets.review.templates import render
+    from assets.html import render
     from assets.settings import load_settings
 
     settings = load_settings()
@@ -103,7 +103,7 @@ def render_review_page(cases: list[dict], generated_at: datetime) -> str:
 
 
 def render_validation_page(con, results: list[dict], generated_at: datetime) -> str:
-    from assets.review.templates import render
+    from assets.html import render
 
     versions = dict(con.execute("SELECT DISTINCT rule_set, rule_set_version FROM mri_classification").fetchall())
     for r in results:
