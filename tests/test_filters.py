@@ -198,3 +198,258 @@ def test_published_views_match_the_warehouse(published, data):
         assert row[0] in (expected[0], "<11", "withheld") and row[1] in (expected[1], "<11", "withheld"), key
         acr = truth(published, region, period, facet, value, rule_set=rs[1])
         assert row[2] in (acr[1], "<11", "withheld"), key
+
+
+# --- the trends and breakdowns pages ----------------------------------------------------------------------
+
+# The units of each dimension as SQL on the warehouse, written here independently of the pipeline's.
+UNIT_SQL = {
+    "setting": "coalesce(r.care_setting, 'unknown')",
+    "specialty": "coalesce(r.referring_specialty, 'unknown')",
+    "facility": "coalesce(s.facility_id, 'unknown')",
+    "provider": "coalesce(r.referring_provider_id, 'unknown')",
+    "age": """CASE WHEN r.patient_age IS NULL THEN 'unknown' WHEN r.patient_age < 18 THEN '0-17'
+                   WHEN r.patient_age < 40 THEN '18-39' WHEN r.patient_age < 65 THEN '40-64'
+                   WHEN r.patient_age < 75 THEN '65-74' ELSE '75+' END""",
+    "findings": "coalesce(s.findings_category, 'not reported')",
+    "wait": """CASE WHEN r.referral_date IS NULL OR m.scan_date < r.referral_date THEN 'no referral date'
+                    WHEN m.scan_date - r.referral_date >= 60 THEN '60+'
+                    ELSE CAST((m.scan_date - r.referral_date) // 10 * 10 AS VARCHAR) || '-'
+                         || CAST((m.scan_date - r.referral_date) // 10 * 10 + 9 AS VARCHAR) END""",
+}
+
+
+def truth_by(published, dim, region="*", period="*", rule_set="standard"):
+    """{unit: (spine MRIs, potentially unnecessary, insufficient information)} for one dimension."""
+    where = ["m.rule_set = ?", "m.category <> 'out_of_scope'", "m.body_region IN ('lumbar', 'cervical', 'thoracic')"]
+    params = [rule_set]
+    if region != ALL:
+        where.append("m.body_region = ?")
+        params.append(region)
+    if period != ALL:
+        where.append("(strftime(m.scan_date, '%Y') = ? OR strftime(m.scan_date, '%Y') || '-Q' || quarter(m.scan_date) = ?"
+                     " OR strftime(m.scan_date, '%Y-%m') = ?)")
+        params += [period] * 3
+    unit = "'*'" if dim == ALL else UNIT_SQL[dim]
+    with duckdb.connect(str(published / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(f"""
+            SELECT {unit}, count(*), count(*) FILTER (WHERE m.category = 'potentially_unnecessary'),
+                   count(*) FILTER (WHERE m.category = 'insufficient_information')
+            FROM mri_classification m JOIN scan_links l USING (scan_id)
+            LEFT JOIN referrals_current r ON r.referral_id = l.referral_id
+            LEFT JOIN scans_current s ON s.scan_id = m.scan_id
+            WHERE {' AND '.join(where)} GROUP BY 1""", params).fetchall()
+    return {u: tuple(c) for u, *c in rows}
+
+
+def plotted(driver, element_id):
+    """The traces a chart was drawn with: [(name, x, y)]."""
+    return driver.execute_script(
+        "return document.getElementById(arguments[0]).data.map(function (t) {"
+        " return [t.name, t.x || [], t.y || []]; });", element_id)
+
+
+def open_page(published, tmp_path, page):
+    driver = _browser(tmp_path / "downloads", tmp_path / "profile")
+    driver.get((published / "dashboards" / page).resolve().as_uri())
+    return driver
+
+
+def agrees(shown_value, true_value):
+    """A drawn count equals the warehouse's and is never 1-10 (bars are drawn only for published cells; a
+    bin with no scans at all is an empty slot)."""
+    return shown_value is None or (shown_value == true_value and not 1 <= shown_value <= 10)
+
+
+def test_breakdowns_follow_the_filters_and_match_the_warehouse(published, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    driver = open_page(published, tmp_path, "breakdowns.html")
+    try:
+        pick = lambda element_id, value: Select(driver.find_element("id", element_id)).select_by_value(value)  # noqa: E731
+        checked = 0
+        for rule_set, region, period in [("standard", "*", "*"), ("acr-2021", "lumbar", "2025"),
+                                         ("standard", "lumbar", "2024-Q4")]:
+            pick("f-rule-set", rule_set)
+            pick("f-region", region)
+            pick("f-period", period)
+            for dim, element_id, horizontal in [("specialty", "b-specialty", True), ("facility", "b-facility", True),
+                                                ("setting", "b-setting", True), ("age", "b-age", True),
+                                                ("findings", "b-findings", True), ("wait", "b-wait", False)]:
+                expected = truth_by(published, dim, region, period, rule_set)
+                traces = {name: (x, y) for name, x, y in plotted(driver, element_id)}
+                for name, column in (("Potentially unnecessary", 1), ("Insufficient information", 2)):
+                    x, y = traces[name]
+                    values, labels = (x, y) if horizontal else (y, x)
+                    if not horizontal:  # the histogram's bins sit at 0, 1, 2, ...
+                        labels = [WAIT_LABELS[int(i)] for i in labels]
+                    for label, value in zip(labels, values):
+                        assert agrees(value, expected.get(label, (0, 0, 0))[column]), (dim, label, name, value)
+                        checked += bool(value)
+            # The reasons table: every published count is the warehouse's.
+            reasons = reason_truth(published, region, period, rule_set)
+            for row in driver.find_elements("css selector", "#b-reasons tbody tr"):
+                code, value = [c.text for c in row.find_elements("css selector", "td")]
+                value = shown(value)
+                if isinstance(value, int):
+                    assert value == reasons[code] and value > 10, (code, value)
+                    checked += 1
+                else:
+                    assert value in ("<11", "withheld") and (value == "withheld" or reasons.get(code, 0) <= 10)
+        assert checked > 100, checked
+        logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert logs == [], logs
+    finally:
+        driver.quit()
+
+
+WAIT_LABELS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+"]
+
+
+def reason_truth(published, region, period, rule_set):
+    where, params = ["rule_set = ?", "category <> 'out_of_scope'", "body_region IN ('lumbar', 'cervical', 'thoracic')"], [rule_set]
+    if region != ALL:
+        where.append("body_region = ?")
+        params.append(region)
+    if period != ALL:
+        where.append("(strftime(scan_date, '%Y') = ? OR strftime(scan_date, '%Y') || '-Q' || quarter(scan_date) = ?)")
+        params += [period] * 2
+    with duckdb.connect(str(published / "warehouse.duckdb"), read_only=True) as con:
+        return dict(con.execute(f"""SELECT code, count(*) FROM (SELECT unnest(string_split(reasons, ';')) AS code
+                                    FROM mri_classification WHERE {' AND '.join(where)}) GROUP BY 1""",
+                                params).fetchall())
+
+
+def test_trends_follow_the_filters_and_match_the_warehouse(published, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    driver = open_page(published, tmp_path, "trends.html")
+    try:
+        pick = lambda element_id, value: Select(driver.find_element("id", element_id)).select_by_value(value)  # noqa: E731
+        checked = 0
+        for rule_set, region, period in [("standard", "*", "*"), ("acr-2021", "lumbar", "2025")]:
+            pick("f-rule-set", rule_set)
+            pick("f-region", region)
+            pick("f-period", period)
+            # The p-chart's monthly shares are the warehouse's, for every month drawn.
+            traces = {name: (x, y) for name, x, y in plotted(driver, "t-pchart")}
+            months, shares = traces["monthly share"]
+            assert months and all(period == ALL or m.startswith(period) for m in months)
+            for month, share in zip(months, shares):
+                n, pu, _ = truth_by(published, ALL, region, month, rule_set)["*"]
+                assert abs(share - pu / n) < 1e-9 and pu > 10 and n > 10, (month, share)
+                checked += 1
+            # Each provider and facility point: its rate and volume from the warehouse, both counts over 10.
+            for dim, element_id in (("provider", "t-providers"), ("facility", "t-facilities")):
+                expected = truth_by(published, dim, region, period, rule_set)
+                points = driver.execute_script(
+                    "var t = document.getElementById(arguments[0]).data.filter(function (t) {"
+                    " return t.mode === 'markers'; })[0]; return [t.text, t.x, t.y];", element_id)
+                for unit, n, share in zip(*points):
+                    true_n, true_pu, _ = expected[unit]
+                    assert n == true_n and abs(share - true_pu / true_n) < 1e-9 and true_pu > 10, (unit, n, share)
+                    checked += 1
+        assert checked > 40, checked
+        logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert logs == [], logs
+    finally:
+        driver.quit()
+
+
+def page_data_of(published, page):
+    text = (published / "dashboards" / page).read_text(encoding="utf-8")
+    return json.loads(re.search(r'<script type="application/json" id="filter-data">(.*?)</script>', text, re.S).group(1))
+
+
+def all_leaks(data) -> tuple[list, int]:
+    """The subtraction check over everything one page embeds: regions, months into quarters into years into the
+    whole span, the values of every dimension, the verdicts into the spine MRIs, and the reason codes of a
+    verdict into its count. Returns (leaks, sums examined)."""
+    views, at = data["views"], {c: i for i, c in enumerate(data["columns"])}
+    rule_sets = data["rule_sets"]
+    counted = ["n"] + [f"{s}:{rs}" for s in ("pu", "ii") for rs in rule_sets] + ["op8n", "op8d"]
+    leaks, examined = [], 0
+
+    def value(key, column):
+        row = views.get("|".join(key))
+        if row is None:
+            return 0
+        x = row[at[column]]
+        return x if isinstance(x, int) else None
+
+    def relation(total, parts, column):
+        nonlocal examined
+        if "|".join(total) not in views:
+            return
+        t = value(total, column)
+        values = [value(p, column) for p in parts]
+        examined += 1
+        if t is None or values.count(None) != 1:
+            return
+        left = t - sum(v for v in values if v is not None)
+        if 0 <= left <= 10:
+            leaks.append((total, column, left))
+
+    dims = {**data["facets"], **data["dims"]}
+    units = [(ALL, ALL)] + [(d, v) for d, values in dims.items() for v in values]
+    periods = [ALL, *data["years"], *data["quarters"], *data["months"]]
+    for column in counted:
+        for unit, period in itertools.product(units, periods):
+            relation((ALL, period) + unit, [(r, period) + unit for r in ("lumbar", "cervical", "thoracic")], column)
+        for region, unit in itertools.product([ALL, "lumbar", "cervical", "thoracic"], units):
+            relation((region, ALL) + unit, [(region, y) + unit for y in data["years"]], column)
+            for y in data["years"]:
+                relation((region, y) + unit, [(region, q) + unit for q in data["quarters"] if q.startswith(y)], column)
+            for q in data["quarters"]:
+                months = [m for m in data["months"] if q == f"{m[:4]}-Q{(int(m[5:]) - 1) // 3 + 1}"]
+                relation((region, q) + unit, [(region, m) + unit for m in months], column)
+            if unit == (ALL, ALL):
+                for period in periods:
+                    for name, values in dims.items():
+                        relation((region, period, ALL, ALL), [(region, period, name, x) for x in values], column)
+    # The verdicts: n = potentially unnecessary + insufficient information + indicated, with indicated drawn
+    # when the other three are published; so n, pu and ii must never leave one hidden cell of 0-10.
+    for key, row in views.items():
+        for rs in rule_sets:
+            cells = [row[at["n"]], row[at[f"pu:{rs}"]], row[at[f"ii:{rs}"]]]
+            examined += 1
+            if sum(not isinstance(c, int) for c in cells) == 1 and isinstance(cells[0], int):
+                left = cells[0] - sum(c for c in cells[1:] if isinstance(c, int))
+                # the hidden one is pu or ii: the remainder holds it and indicated, which is not drawn
+                assert left >= 0
+    return leaks, examined
+
+
+@pytest.mark.parametrize("page", ["index.html", "trends.html", "breakdowns.html"])
+def test_no_small_count_can_be_worked_out_on_any_page(published, page):
+    data = page_data_of(published, page)
+    for key, row in data["views"].items():
+        for x in row:
+            assert not (isinstance(x, int) and 0 <= x <= 10), (key, row)
+    leaks, examined = all_leaks(data)
+    assert leaks == [] and examined > 1000, (leaks[:5], examined)
+
+
+def test_reason_codes_that_add_up_to_a_verdict_leave_no_small_count(published):
+    """Every scan potentially unnecessary under a rule set carries exactly one reason, so those codes add up to
+    the verdict's count: with the count published, no one code can be the only hidden one while 0-10."""
+    data = page_data_of(published, "breakdowns.html")
+    views, at, ex = data["views"], {c: i for i, c in enumerate(data["columns"])}, data["extra_columns"]
+    codes = {"standard": ["early_imaging_no_red_flags", "no_conservative_care", "repeat_imaging_no_change"]}
+    exact, one_hidden = 0, 0
+    for key, extras in data["extras"].items():
+        row = views[f"{key}|*|*"]
+        for rs, names in codes.items():
+            total = row[at[f"pu:{rs}"]]
+            values = [extras[ex.index(f"reason:{rs}:{c}")] if f"reason:{rs}:{c}" in ex else 0 for c in names]
+            if not isinstance(total, int):
+                continue
+            hidden = sum(not isinstance(v, int) for v in values)
+            if hidden == 0:  # the relation is real: published codes add up to the verdict exactly
+                assert sum(values) == total, (key, values, total)
+                exact += 1
+            elif hidden == 1:
+                one_hidden += 1
+                left = total - sum(v for v in values if isinstance(v, int))
+                assert not 0 <= left <= 10, (key, rs, values, total)
+    assert exact >= 5, exact

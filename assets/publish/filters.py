@@ -98,7 +98,31 @@ def gather_cells(con, joined: str, rule_sets: list[str]) -> dict:
         region, month, *values = r[1 + nd:3 + 2 * nd]
         dim = next(((name, values[i]) for i, name in enumerate(dims) if not g_dims[i]), (ALL, ALL))
         cells[(ALL if g_region else region, month) + dim] = [float(x or 0) for x in r[3 + 2 * nd:]]
-    return cells
+    return _merge_small_units(cells)
+
+
+SMALL_UNITS = "fewer than 11 spine MRIs each"
+NAMED = {"setting", "specialty", "facility", "provider"}  # units with names; the other dimensions are bins
+
+
+def _merge_small_units(cells: dict) -> dict:
+    """Units of a named dimension with 1-10 spine MRIs over the whole span are counted together as one unit: a
+    small unit's name is never shown, and the sum of the units shown still adds up to the total with the
+    merged unit as one of its parts (dropping it instead would let a reader take the list for complete)."""
+    from assets.publish.statistics import SMALL_CELL_MAX
+
+    whole: dict = {}
+    for (region, _, dim, value), row in cells.items():
+        if region == ALL and dim in NAMED:
+            whole[(dim, value)] = whole.get((dim, value), 0) + row[0]
+    small = {k for k, n in whole.items() if n <= SMALL_CELL_MAX}
+    if not small:
+        return cells
+    out: dict = {}
+    for (region, month, dim, value), row in cells.items():
+        key = (region, month, dim, SMALL_UNITS if (dim, value) in small else value)
+        out[key] = [a + b for a, b in zip(out[key], row)] if key in out else list(row)
+    return out
 
 
 def gather_extras(con, joined: str, rule_sets: list[str]) -> tuple[dict, dict]:
@@ -287,7 +311,7 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
         "quarters": [x for x in periods if kind(x) == "quarter"],
         "months": [x for x in periods if kind(x) == "month"],
         "years": [x for x in periods if kind(x) == "year"],
-        "facets": {name: sorted(v for f, v in dims if f == name) for name in FACETS},
+        "facets": {name: sorted((v for f, v in dims if f == name), key=_order(name)) for name in FACETS},
         "dims": {name: sorted((v for f, v in dims if f == name), key=_order(name))
                  for name in FACET_LABELS if name not in FACETS},
         "facet_labels": FACET_LABELS, "currency": currency, "columns": cols, "views": out,
@@ -299,23 +323,16 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
 def _order(name: str):
     if name == "wait":
         return lambda v: (WAIT_BINS + (NOT_LINKED,)).index(v) if v in WAIT_BINS + (NOT_LINKED,) else 99
-    return lambda v: (v == UNKNOWN, v)
+    return lambda v: (v == SMALL_UNITS, v == UNKNOWN, v)
 
 
 def for_page(data: dict, dims: set[str], extras: bool = False) -> dict:
-    """The part of the data a page draws: its dimensions' views (and all units together), extras if asked.
-    A unit whose whole-span count over all spine is not published is left out (dropping views never reveals
-    more than the whole set does)."""
+    """The part of the data a page draws: its dimensions' views (and all units together), extras if asked."""
     keep = dims | {ALL}
-    at = data["columns"].index("n")
-    published = {tuple(k.split("|")[2:]) for k, row in data["views"].items()
-                 if k.startswith(f"{ALL}|{ALL}|") and isinstance(row[at], int)}
     out = {k: v for k, v in data.items() if k not in ("views", "extras")}
-    out["views"] = {k: v for k, v in data["views"].items()
-                    if k.split("|")[2] in keep and (k.split("|")[2] == ALL or tuple(k.split("|")[2:]) in published)}
+    out["views"] = {k: v for k, v in data["views"].items() if k.split("|")[2] in keep}
     out["extras"] = data["extras"] if extras else {}
-    out["facets"] = {k: [v for v in values if (k, v) in published] for k, values in data["facets"].items()}
-    out["dims"] = {k: [v for v in values if (k, v) in published] for k, values in data["dims"].items() if k in dims}
+    out["dims"] = {k: v for k, v in data["dims"].items() if k in dims}
     return out
 
 

@@ -290,7 +290,7 @@
       // Every bin on the axis, in order; a bin with no scans in this view is an empty slot.
       var bins = D.wait_bins.map(function (b) {
         var r = view(f.region, f.period, "wait", b);
-        return r ? verdicts(r, f.rs) : {n: 0, pu: 0, ii: 0, ind: 0};
+        return r ? verdicts(r, f.rs) : {n: 0, pu: 0, ii: 0, ind: 0, other: null};
       });
       stacked("b-wait", D.wait_bins, bins, f.rs, "Days from referral to scan, by verdict", "days from referral to scan",
               {vertical: true, grouped: true});
