@@ -323,6 +323,8 @@ def reason_truth(published, region, period, rule_set):
 def test_trends_follow_the_filters_and_match_the_warehouse(published, tmp_path):
     from selenium.webdriver.support.ui import Select
 
+    from assets.publish.statistics import Z_998, funnel_limits, p_chart
+
     driver = open_page(published, tmp_path, "trends.html")
     try:
         pick = lambda element_id, value: Select(driver.find_element("id", element_id)).select_by_value(value)  # noqa: E731
@@ -335,10 +337,24 @@ def test_trends_follow_the_filters_and_match_the_warehouse(published, tmp_path):
             traces = {name: (x, y) for name, x, y in plotted(driver, "t-pchart")}
             months, shares = traces["monthly share"]
             assert months and all(period == ALL or m.startswith(period) for m in months)
+            counts = []
             for month, share in zip(months, shares):
                 n, pu, _ = truth_by(published, ALL, region, month, rule_set)["*"]
                 assert abs(share - pu / n) < 1e-9 and pu > 10 and n > 10, (month, share)
+                counts.append((pu, n))
                 checked += 1
+            # The page's limits and special causes are those of the reference p-chart (statistics.p_chart).
+            chart = p_chart([c[0] for c in counts], [c[1] for c in counts])
+            upper = traces["upper control limit (3σ)"][1]
+            assert all(abs(a - b["upper"]) < 1e-9 for a, b in zip(upper, chart["points"]))
+            special = [m for m, pt in zip(months, chart["points"]) if pt["beyond_limits"] or pt["run"]]
+            drawn = next((x for name, (x, _) in traces.items() if name.startswith("special cause")), [])
+            assert list(drawn) == special
+            # Funnel limits: those of statistics.funnel_limits around the view's rate.
+            limit = plotted(driver, "t-providers")[0]  # the upper 99.8% line
+            n_all, pu_all, _ = truth_by(published, ALL, region, period, rule_set)["*"]
+            for n, y in list(zip(limit[1], limit[2]))[::40]:
+                assert abs(y - funnel_limits(pu_all / n_all, n, Z_998)[1]) < 1e-9
             # Each provider and facility point: its rate and volume from the warehouse, both counts over 10.
             for dim, element_id in (("provider", "t-providers"), ("facility", "t-facilities")):
                 expected = truth_by(published, dim, region, period, rule_set)

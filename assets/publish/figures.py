@@ -1,4 +1,6 @@
-"""Plotly figures of the dashboards, built from small aggregated frames.
+"""Plotly figures built in Python from small aggregated frames: the rule-set heat map of the dashboards and the
+funnel and stacked charts the notebooks draw (the filtered pages draw theirs in the page, templates/dashboard.js,
+with the same colours and conventions).
 
 One colour per category everywhere (Okabe-Ito palette, safe for colour-blind readers); every axis labelled with
 its unit; a suppressed cell (1-10, or the complement that would reveal one) is drawn as a grey cross where its
@@ -7,7 +9,7 @@ bar would be, labelled in the legend and the hover text, never as an empty gap a
 
 from __future__ import annotations
 
-from assets.publish.statistics import Z_95, Z_998, funnel_limits, p_chart
+from assets.publish.statistics import Z_95, Z_998, funnel_limits
 
 CATEGORY_COLOURS = {
     "indicated": "#0072B2",
@@ -35,37 +37,6 @@ def _layout(fig, title: str, x: str, y: str, height: int = 420):
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13},
     )
     return fig
-
-
-def p_chart_figure(months: list[str], unnecessary: list[int], spine: list[int], rule_set: str):
-    """Monthly share of potentially unnecessary spine MRIs with p-chart control limits and special causes."""
-    import plotly.graph_objects as go
-
-    chart = p_chart(unnecessary, spine)
-    pts = chart["points"]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=months, y=[p["upper"] for p in pts], name="upper control limit (3σ)",
-                             line={"color": "#7b8794", "dash": "dash", "shape": "hv"}))
-    fig.add_trace(go.Scatter(x=months, y=[p["lower"] for p in pts], name="lower control limit (3σ)",
-                             line={"color": "#7b8794", "dash": "dash", "shape": "hv"}))
-    fig.add_trace(go.Scatter(x=months, y=[chart["centre"]] * len(months), name=f"centre line {chart['centre']:.1%}",
-                             line={"color": DARK, "width": 1}))
-    fig.add_trace(go.Scatter(
-        x=months, y=[p["p"] for p in pts], name="monthly share", mode="lines+markers",
-        line={"color": CATEGORY_COLOURS["potentially_unnecessary"]},
-        customdata=[[u, n] for u, n in zip(unnecessary, spine)],
-        hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} spine MRIs)<extra></extra>",
-    ))
-    special = [i for i, p in enumerate(pts) if p["beyond_limits"] or p["run"]]
-    if special:
-        fig.add_trace(go.Scatter(
-            x=[months[i] for i in special], y=[pts[i]["p"] for i in special], mode="markers",
-            name="special cause (beyond a limit, or 8 in a row on one side)",
-            marker={"symbol": "diamond-open", "size": 14, "color": DARK, "line": {"width": 2}},
-        ))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return _layout(fig, f"Potentially unnecessary spine MRIs per month ({rule_set} rule set), p-chart",
-                   "month of scan", "share of spine MRIs"), chart
 
 
 def funnel_figure(units: list[str], unnecessary: list, totals: list[int], unit_label: str, centre: float,
@@ -147,43 +118,6 @@ def stacked_categories_figure(labels: list[str], counts: dict[str, list], title:
         fig.update_yaxes(autorange="reversed")
         return _layout(fig, title, "spine MRIs", x_title, height)
     return _layout(fig, title, x_title, "spine MRIs", height)
-
-
-def share_bar_figure(labels: list[str], shares: list[float | None], totals: list, title: str, x_title: str):
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Bar(
-        y=labels, x=shares, orientation="h", marker_color=CATEGORY_COLOURS["potentially_unnecessary"],
-        customdata=totals, hovertemplate="%{y}: %{x:.1%} of %{customdata} spine MRIs<extra></extra>",
-    ))
-    fig.update_xaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, "share potentially unnecessary", x_title, max(320, 30 * len(labels) + 140))
-
-
-BIN_GAP = 0.2
-
-
-def histogram_by_category_figure(bins: list[str], values: dict[str, list[int | None]], title: str, x_title: str):
-    """Counts per bin (labels in order, aggregated in SQL) for each category, side by side so every bar keeps its
-    legend colour; a suppressed bin (None) is a cross at the foot of where its bar would be."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    categories = list(values)
-    # Bins sit at 0, 1, 2, ... (labelled with their ranges) so a cross can be placed over its category's slot.
-    slots = list(range(len(bins)))
-    for category in categories:
-        fig.add_trace(go.Bar(x=slots, y=values[category], name=CATEGORY_LABELS[category], text=bins,
-                             marker_color=CATEGORY_COLOURS[category], textposition="none",
-                             hovertemplate="%{text} days: %{y} spine MRIs<extra>%{fullData.name}</extra>"))
-    width = (1 - BIN_GAP) / max(len(categories), 1)
-    hidden = [(i + (k - (len(categories) - 1) / 2) * width, f"{bins[i]} days, {CATEGORY_LABELS[c]}")
-              for k, c in enumerate(categories) for i, v in enumerate(values[c]) if v is None]
-    _suppressed_markers(fig, [h[0] for h in hidden], [0] * len(hidden), [h[1] for h in hidden])
-    fig.update_layout(barmode="group", bargap=BIN_GAP, bargroupgap=0.0)
-    fig.update_xaxes(tickmode="array", tickvals=slots, ticktext=bins, range=[-0.5, len(bins) - 0.5])
-    return _layout(fig, title, x_title, "spine MRIs")
 
 
 def rule_set_shift_figure(standard: list[str], acr: list[str], counts: list[list], labels: list[list] | None = None):
