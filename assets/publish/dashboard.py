@@ -18,8 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from assets.html import num, table
-from assets.publish.statistics import SMALL_CELL_MAX, SUPPRESSED, is_small, rate, show
-from assets.sql import literal
+from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show
 
 CATEGORIES = ["indicated", "potentially_unnecessary", "insufficient_information"]
 PLOTLY_JS = "plotly.min.js"
@@ -48,11 +47,6 @@ def _page(title: str, subtitle: str, body: str, current: str, template: str = "d
         context["data"] = data
     return render(template, title=title, subtitle=subtitle, body=body, pages=PAGES, current=current,
                   page_name=current.removesuffix(".html"), small_max=SMALL_CELL_MAX, **context)
-
-
-def _fig_html(fig) -> str:
-    return '<div class="figure">' + fig.to_html(full_html=False, include_plotlyjs=False,
-                                                 config={"displaylogo": False, "responsive": True}) + "</div>"
 
 
 def _section(title: str, content: str, note: str = "") -> str:
@@ -205,77 +199,16 @@ def render_breakdowns(figures: dict, subtitle: str) -> str:
                  periods=data["years"] + data["quarters"], region="*")
 
 
-def render_rule_sets(con, subtitle: str) -> str:
-    from assets.publish.figures import rule_set_shift_figure
-
-    from assets.publish.protection import Protection
-
-    parts = []
-    every = CATEGORIES + ["out_of_scope"]
-    per_set = _q(con, f"""SELECT rule_set, rule_set_version,
-                          {', '.join(f"count(*) FILTER (WHERE category = {literal(c)})" for c in every)}
-                          FROM mri_classification GROUP BY 1, 2 ORDER BY rule_set <> 'standard', rule_set""")
-    names = [r[0] for r in per_set]
-    both = "standard" in names and "acr-2021" in names
-    # One protection for the page: the per-set counts, the cross-tabulation (its rows add up to the standard
-    # counts and its columns to the acr-2021 ones) and the scan total the overview shows, so no suppressed cell
-    # can be worked out from the other table's margins.
-    p = Protection()
-    total = p.add(("scans",), _q(con, "SELECT count(*) FROM scan_links")[0][0], keep=9)
-    for rs, _, *counts in per_set:
-        for c, n in zip(every, counts):
-            p.add(("set", rs, c), n, keep=5)
-        p.equation(total, *[("set", rs, c) for c in every])
-    cats = CATEGORIES
-    if both:
-        cross = _q(con, f"""SELECT a.category, b.category, count(*) FROM mri_classification a
-                           JOIN mri_classification b ON b.scan_id = a.scan_id AND b.rule_set = 'acr-2021'
-                           WHERE a.rule_set = 'standard' AND a.category <> 'out_of_scope'
-                             AND b.category <> 'out_of_scope' GROUP BY ALL""")
-        grid = {(a, b): n for a, b, n in cross}
-        for a in cats:
-            for b in cats:
-                p.add(("cross", a, b), grid.get((a, b), 0))
-        for a in cats:
-            p.equation(("set", "standard", a), *[("cross", a, b) for b in cats])
-        for b in cats:
-            p.equation(("set", "acr-2021", b), *[("cross", a, b) for a in cats])
-    p.solve()
-    rows = [(rs, v, *[p.text(("set", rs, c)) if p.status(("set", rs, c)) != "published" else n
-                      for c, n in zip(every, counts)]) for rs, v, *counts in per_set]
-    parts.append(_section("Verdicts per rule set", table(
-        ["rule set", "version", "indicated", "potentially unnecessary", "insufficient information", "out of scope"],
-        rows, numeric={2, 3, 4, 5})))
-    if both:
-        z = [[p.get(("cross", a, b)) for b in cats] for a in cats]
-        labels = [[p.text(("cross", a, b)) for b in cats] for a in cats]
-        parts.append(_section("How verdicts shift between rule sets",
-                              _fig_html(rule_set_shift_figure(cats, cats, z, labels)),
-            "Rows: the verdict under the standard rule set; columns: under acr-2021. The ACR criteria do not accept "
-            "radiculopathy alone before six weeks and, after six weeks, ask for surgical or interventional "
-            f"candidacy; they count age over 70 as a fracture-risk flag. {SUPPRESSED} marks a cell of 1-10 scans; "
-            "withheld, a cell left out because it, with the totals of the table above, would reveal one."))
+def render_rule_sets(figures: dict, subtitle: str) -> str:
+    """Rule sets and resources, drawn in the page from the protected views (template rule_sets.html.j2)."""
     from assets.publish.costs import load_unit_costs
+    from assets.publish.filters import for_page
 
     costs = load_unit_costs()
-    resource_rows = _q(con, f"""
-        SELECT m.rule_set, m.category, count(*), avg(m.scan_minutes) * count(*) / 60.0, sum(m.unit_cost)
-        FROM {JOINED} m
-        WHERE m.category <> 'out_of_scope' GROUP BY 1, 2 ORDER BY m.rule_set <> 'standard', m.rule_set, 2""")
-    rows = []
-    for rule_set, category, n, hours, cost in resource_rows:
-        key = ("set", rule_set, category)
-        if key in p.values and p.status(key) != "published":  # hours and cost would reveal the count
-            rows.append((rule_set, category.replace("_", " "), p.text(key), "–", "–"))
-            continue
-        rows.append((rule_set, category.replace("_", " "), n, "–" if hours is None else f"{hours:,.0f}",
-                     f"{cost or 0:,.0f}"))
-    parts.append(_section("Scanner time and cost", table(
-        ["rule set", "verdict", "spine MRIs", "scanner hours", f"estimated cost ({costs.currency})"], rows,
-        numeric={2, 3, 4}),
-        "Scanner hours from the scans' table time (scans without it counted at the mean of those with it). Cost: "
-        f"{html.escape(costs.describe())}. Source: {html.escape(costs.source)}"))
-    return _page("Rule sets and resources", subtitle, "".join(parts), "rule_sets.html")
+    data = dict(for_page(figures["filters"], set(), extras=True), versions=dict(figures["rule_sets"]))
+    return _page("Rule sets and resources", subtitle, "", "rule_sets.html", template="rule_sets.html.j2", data=data,
+                 periods=data["years"] + data["quarters"], region="*", with_rule_set=False,
+                 cost_note=f"{costs.describe()}. Source: {costs.source.rstrip('.')}")
 
 
 VENDOR = Path(__file__).parent / "vendor"
@@ -303,7 +236,7 @@ def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -
         "index.html": render_index(figures, generated_at),
         "trends.html": render_trends(figures, filtered),
         "breakdowns.html": render_breakdowns(figures, filtered),
-        "rule_sets.html": render_rule_sets(con, subtitle),
+        "rule_sets.html": render_rule_sets(figures, filtered),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     pages[PLOTLY_JS] = plotly_library()

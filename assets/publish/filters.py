@@ -150,6 +150,17 @@ def gather_extras(con, joined: str, rule_sets: list[str]) -> tuple[dict, dict]:
             GROUP BY GROUPING SETS ((m.body_region, month, m.rule_set), (month, m.rule_set))""").fetchall():
         put(None if g else region, month, f"safety:{rs}", safety)
         put(None if g else region, month, f"contrast:{rs}", contrast)
+    if len(rule_sets) >= 2:  # the rule-set page's cross-tabulation of the first two rule sets
+        for g, region, month, a, b, n in con.execute(f"""
+                SELECT grouping(a.body_region), a.body_region, strftime(a.scan_date, '%Y-%m') AS month,
+                       a.category, b.category, count(*)
+                FROM {joined} a JOIN {joined} b ON b.scan_id = a.scan_id AND b.rule_set = {literal(rule_sets[1])}
+                WHERE a.rule_set = {literal(rule_sets[0])} AND a.category <> 'out_of_scope'
+                  AND b.category <> 'out_of_scope'
+                  AND a.body_region IN ({', '.join(literal(r) for r in REGIONS)})
+                GROUP BY GROUPING SETS ((a.body_region, month, a.category, b.category),
+                                        (month, a.category, b.category))""").fetchall():
+            put(None if g else region, month, f"cross:{a}:{b}", n)
     # A verdict whose scans each carry exactly one reason, none of its codes used by another verdict.
     partitions: dict = {}
     verdict_of: dict = {}
@@ -166,6 +177,27 @@ def gather_extras(con, joined: str, rule_sets: list[str]) -> tuple[dict, dict]:
     partitions = {k: codes for k, codes in partitions.items()
                   if all(len(verdict_of[(k[0], c)]) == 1 for c in codes)}
     return cells, partitions
+
+
+AMOUNTS = ("count", "minutes", "timed", "cost")
+
+
+def gather_amounts(con, joined: str, rule_sets: list[str]) -> dict:
+    """Per (region or *, month, rule set, verdict): scans, scanner minutes, scans with a time, and cost; the
+    parts of the rule-set page's scanner hours (scans without a time at the mean of those with one) and cost,
+    which it shows only beside a published count."""
+    rs_list = ", ".join(literal(rs) for rs in rule_sets)
+    out: dict = {}
+    for g, region, month, rs, category, *values in con.execute(f"""
+            SELECT grouping(m.body_region), m.body_region, strftime(m.scan_date, '%Y-%m') AS month, m.rule_set,
+                   m.category, count(*), coalesce(sum(m.scan_minutes), 0), count(m.scan_minutes),
+                   coalesce(sum(m.unit_cost), 0)
+            FROM {joined} m WHERE m.category <> 'out_of_scope' AND m.rule_set IN ({rs_list})
+              AND m.body_region IN ({', '.join(literal(r) for r in REGIONS)})
+            GROUP BY GROUPING SETS ((m.body_region, month, m.rule_set, m.category),
+                                    (month, m.rule_set, m.category))""").fetchall():
+        out[(ALL if g else region, month, rs, category)] = [float(v) for v in values]
+    return out
 
 
 def _periods(months: list[str]) -> dict[str, list[str]]:
@@ -241,13 +273,24 @@ def protect_views(cells: dict, rule_sets: list[str], extras: tuple[dict, dict] |
                     view["op8n"] = p.add(("op8n",) + key, int(value["op8n"]), keep=keep)
                     view["op8r"] = p.add(("op8r",) + key, int(value["op8d"] - value["op8n"]), implicit=True)
                     p.equation(view["op8d"], view["op8n"], view["op8r"])
-                if dim == (ALL, ALL) and extra_names:
+                # Reasons, reviews and the cross-tabulation are drawn by quarter at the finest (the pages that
+                # show them offer no months), which keeps the system small.
+                if dim == (ALL, ALL) and extra_names and kind(period) != "month":
                     for name in extra_names:
                         count = sum(extra_cells.get((region, m), {}).get(name, 0) for m in covered)
                         view[name] = p.add(("x", name) + key, int(count), keep=keep)
                     for (rs, verdict), codes in partitions.items():
                         parts = [view[f"reason:{rs}:{c}"] for c in codes if f"reason:{rs}:{c}" in view]
                         p.equation(view[f"{verdict}:{rs}"], *parts)
+                    if len(rule_sets) >= 2 and any(x.startswith("cross:") for x in extra_names):
+                        # Rows add up to the first rule set's verdicts, columns to the second's.
+                        of = {"indicated": "rest", "potentially_unnecessary": "pu", "insufficient_information": "ii"}
+                        for a in of:
+                            p.equation(view[f"{of[a]}:{rule_sets[0]}"],
+                                       *[view[f"cross:{a}:{b}"] for b in of if f"cross:{a}:{b}" in view])
+                        for b in of:
+                            p.equation(view[f"{of[b]}:{rule_sets[1]}"],
+                                       *[view[f"cross:{a}:{b}"] for a in of if f"cross:{a}:{b}" in view])
                 views[key] = view
     counted = ["n", "op8n", "op8d", "op8r", *extra_names] + [f"{s}:{rs}" for s in ("pu", "ii", "rest")
                                                               for rs in rule_sets]
@@ -304,8 +347,9 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
             else:
                 row.append(None)  # OP-8 outside lumbar
         out["|".join((region, period, dname, dval))] = row
-        if dname == ALL and extra_names:
+        if dname == ALL and extra_names and kind(period) != "month":
             extra_out["|".join((region, period))] = [cell(v[name]) for name in extra_names]
+    amounts = _amounts(gather_amounts(con, joined, rule_sets), p, views, periods, rule_sets)
     return {
         "rule_sets": rule_sets, "regions": [ALL, *REGIONS], "periods": list(periods),
         "quarters": [x for x in periods if kind(x) == "quarter"],
@@ -315,9 +359,37 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
         "dims": {name: sorted((v for f, v in dims if f == name), key=_order(name))
                  for name in FACET_LABELS if name not in FACETS},
         "facet_labels": FACET_LABELS, "currency": currency, "columns": cols, "views": out,
-        "extra_columns": extra_names, "extras": extra_out,
+        "extra_columns": extra_names, "extras": extra_out, "amounts": amounts,
         "wait_bins": list(WAIT_BINS), "not_linked": NOT_LINKED, "cells": p.counts(),
     }
+
+
+VERDICT_CELL = {"indicated": "rest", "potentially_unnecessary": "pu", "insufficient_information": "ii"}
+
+
+def _amounts(parts: dict, p, views: dict, periods: dict, rule_sets: list[str]) -> dict:
+    """Per view of all units: {"rule set|verdict": [scanner hours, cost]} where the verdict's count can be read
+    (published, or indicated with the spine MRIs and the other two published); else nothing."""
+    out: dict = {}
+    for region in (ALL, *REGIONS):
+        for period, covered in periods.items():
+            view = views.get((region, period, ALL, ALL))
+            if view is None:
+                continue
+            shown = {}
+            for rs in rule_sets:
+                for verdict, name in VERDICT_CELL.items():
+                    needed = [f"pu:{rs}", f"ii:{rs}", "n"] if name == "rest" else [f"{name}:{rs}"]
+                    if any(p.status(view[c]) != "published" for c in needed):
+                        continue
+                    count = minutes = timed = cost = 0.0
+                    for m in covered:
+                        c, mi, t, co = parts.get((region, m, rs, verdict), (0, 0, 0, 0))
+                        count, minutes, timed, cost = count + c, minutes + mi, timed + t, cost + co
+                    hours = minutes / timed * count / 60 if timed else None
+                    shown[f"{rs}|{verdict}"] = [None if hours is None else round(hours), round(cost)]
+            out[f"{region}|{period}"] = shown
+    return out
 
 
 def _order(name: str):

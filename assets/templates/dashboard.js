@@ -34,7 +34,7 @@
   // (`other`), a sum that does not reveal the hidden part.
   function verdicts(row, rs) {
     var n = cell(row, "n"), pu = cell(row, "pu:" + rs), ii = cell(row, "ii:" + rs);
-    var ind = num(n) && num(pu) && num(ii) ? n - pu - ii : "suppressed";
+    var ind = num(n) && num(pu) && num(ii) ? n - pu - ii : "withheld";
     var other = !num(ind) && num(n) && num(pu) ? n - pu : null;
     return {n: n, pu: pu, ii: ii, ind: ind, other: other};
   }
@@ -415,8 +415,65 @@
     show();
   }
 
+  // --- the rule-set page -------------------------------------------------------------------------------------
+  var VERDICTS = ["indicated", "potentially_unnecessary", "insufficient_information"];
+  var VERDICT_LABELS = {indicated: "Indicated", potentially_unnecessary: "Potentially unnecessary",
+                        insufficient_information: "Insufficient information"};
+  function ruleSets() {
+    function table(id, head, rows, numeric) {
+      $(id).innerHTML = "<thead><tr>" + head.map(function (h, i) {
+        return "<th" + (numeric.indexOf(i) >= 0 ? " class=\"num\"" : "") + ">" + esc(h) + "</th>"; }).join("")
+        + "</tr></thead><tbody>" + rows.map(function (r) {
+          return "<tr>" + r.map(function (v, i) {
+            return "<td" + (numeric.indexOf(i) >= 0 ? " class=\"num\"" : "") + ">" + esc(v === null || v === undefined ? "–" : fmt(v)) + "</td>"; }).join("") + "</tr>";
+        }).join("") + "</tbody>";
+    }
+    function show() {
+      var f = current();
+      note("f-describes", (f.region === "*" ? "spine MRIs (cervical, thoracic, lumbar)" : f.region + " MRIs") + ", " + describePeriod(f));
+      var row = view(f.region, f.period, "*", "*"), x = D.extras[f.region + "|" + f.period];
+      var amounts = D.amounts[f.region + "|" + f.period] || {};
+      table("r-verdicts", ["rule set", "version", "indicated", "potentially unnecessary", "insufficient information", "spine MRIs"],
+        D.rule_sets.map(function (rs) {
+          var v = verdicts(row, rs);
+          return [rs, D.versions[rs] || "", v.ind, v.pu, v.ii, v.n];
+        }), [2, 3, 4, 5]);
+      if ($("r-shift")) {
+        var a = D.rule_sets[0], b = D.rule_sets[1];
+        var z = VERDICTS.map(function (u) { return VERDICTS.map(function (w) {
+          var c = x ? x[EX["cross:" + u + ":" + w]] : undefined; return num(c) ? c : null; }); });
+        var text = VERDICTS.map(function (u) { return VERDICTS.map(function (w) {
+          var c = x ? x[EX["cross:" + u + ":" + w]] : undefined;
+          return c === undefined ? "0" : fmt(c); }); });
+        var labels = VERDICTS.map(function (v) { return VERDICT_LABELS[v]; });
+        var annotations = [];
+        z.forEach(function (r, i) { r.forEach(function (v, j) {
+          if (v === null) annotations.push({x: labels[j], y: labels[i], text: text[i][j], showarrow: false, font: {color: COLOURS.grey}});
+        }); });
+        draw("r-shift", [{type: "heatmap", z: z, x: labels, y: labels, text: text, texttemplate: "%{text}", showscale: false,
+                          colorscale: [[0, "#f0f4f8"], [1, "#0072B2"]], hoverongaps: true,
+                          hovertemplate: esc(a) + " %{y}, " + esc(b) + " %{x}: %{text} scans<extra></extra>"}],
+             layout("The same spine MRIs under both rule sets", esc(b) + " verdict", esc(a) + " verdict",
+                    {yaxis: {autorange: "reversed", automargin: true}, annotations: annotations, height: 420,
+                     margin: {l: 170, r: 20, t: 50, b: 70}}));
+      }
+      var rows = [];
+      D.rule_sets.forEach(function (rs) {
+        var v = verdicts(row, rs), count = {indicated: v.ind, potentially_unnecessary: v.pu, insufficient_information: v.ii};
+        VERDICTS.forEach(function (c) {
+          var m = amounts[rs + "|" + c];
+          rows.push([rs, c.replace(/_/g, " "), count[c], m ? m[0] : null, m ? m[1] : null]);
+        });
+      });
+      table("r-resources", ["rule set", "verdict", "spine MRIs", "scanner hours", "estimated cost (" + D.currency + ")"], rows, [2, 3, 4]);
+    }
+    ["f-region", "f-period"].forEach(function (id) { $(id).addEventListener("change", show); });
+    show();
+  }
+
   var page = document.body.getAttribute("data-page");
-  if (page === "index") overview();
+  if (page === "rule_sets") ruleSets();
+  else if (page === "index") overview();
   else if (page === "breakdowns") breakdowns();
   else if (page === "trends") trends();
 })();
