@@ -682,3 +682,19 @@ def test_module_imports_nothing_heavy():
             "print(sorted(m for m in ('duckdb', 'pandas', 'plotly', 'numpy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_sealing_looks_past_equations_whose_cells_are_all_hidden():
+    """When every cell of the equations holding a pinned cell is already hidden, the next published cell is
+    looked for one equation further on (here c, through b)."""
+    from assets.publish.protection import Protection
+
+    p = Protection()
+    t, a, b = p.add("t", 40), p.add("a", 5), p.add("b", 35)
+    big, c = p.add("big", 60), p.add("c", 25)
+    p.equation(t, a, b)
+    p.equation(big, b, c)
+    p.hidden = {a, b, t}
+    assert p._nearest_published(a, p._index()) == c
+    p.hidden = {a, b, t, big, c}
+    assert p._nearest_published(a, p._index()) is None

@@ -259,13 +259,29 @@ class Protection:
             if not leaks:
                 return self
             for k in leaks:
-                candidates = [c for i in of.get(k, ()) for c in self.equations[i]
-                              if c not in self.hidden and c not in self.implicit]
-                if candidates:
-                    self.hidden.add(min(candidates, key=self._cost))
+                candidate = self._nearest_published(k, of)
+                if candidate is not None:
+                    self.hidden.add(candidate)
         if self.leaks():
             raise RuntimeError("small-cell protection could not close every leak")
         return self
+
+    def _nearest_published(self, k, of: dict, depth: int = 4):
+        """The cheapest published cell of the equations holding `k`; when every cell there is already hidden,
+        of the equations holding those cells, and so on up to `depth` steps (a pinned cell can be held by
+        bounds that arrive from further away)."""
+        seen_cells, seen_equations = {k}, set()
+        frontier = [k]
+        for _ in range(depth):
+            equations = [i for c in frontier for i in of.get(c, ()) if i not in seen_equations]
+            seen_equations.update(equations)
+            cells = {c for i in equations for c in self.equations[i]} - seen_cells
+            published = [c for c in cells if c not in self.hidden and c not in self.implicit]
+            if published:
+                return min(published, key=self._cost)
+            seen_cells |= cells
+            frontier = list(cells)
+        return None
 
     def leaks(self) -> list:
         """Cells of 1-10 a reader could pin down from what is published (empty after `solve`)."""
