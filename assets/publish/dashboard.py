@@ -176,9 +176,14 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     return _page("Spine MRI utilization audit", subtitle, body, "index.html", data=data)
 
 
+_EMPTY = "<section><p>No spine MRIs were classified in scope: there is nothing to draw.</p></section>"
+
+
 def render_trends(figures: dict, subtitle: str) -> str:
     """Trends and variation, drawn in the page from the protected views: the monthly p-chart and volume, the
     funnels of providers and facilities, OP-8 by facility (template trends.html.j2)."""
+    if not figures.get("filters"):
+        return _page("Trends and variation", subtitle, _EMPTY, "trends.html")
     from assets.publish.filters import for_page
     from assets.publish.reference_rates import reference_rate
 
@@ -192,6 +197,8 @@ def render_trends(figures: dict, subtitle: str) -> str:
 
 def render_breakdowns(figures: dict, subtitle: str) -> str:
     """Breakdowns, drawn in the page from the protected views (template breakdowns.html.j2)."""
+    if not figures.get("filters"):
+        return _page("Breakdowns", subtitle, _EMPTY, "breakdowns.html")
     from assets.publish.filters import FACETS, for_page
 
     data = for_page(figures["filters"], set(FACETS) | {"age", "findings", "wait"}, extras=True)
@@ -201,6 +208,8 @@ def render_breakdowns(figures: dict, subtitle: str) -> str:
 
 def render_rule_sets(figures: dict, subtitle: str) -> str:
     """Rule sets and resources, drawn in the page from the protected views (template rule_sets.html.j2)."""
+    if not figures.get("filters"):
+        return _page("Rule sets and resources", subtitle, _EMPTY, "rule_sets.html")
     from assets.publish.costs import load_unit_costs
     from assets.publish.filters import for_page
 
