@@ -37,31 +37,29 @@ test: setup browser
 # pages render with the same glyphs everywhere). These system packages are the only thing set-up installs
 # outside the project folder, and only when chromium or chromedriver is missing; without apt (or root) the
 # target stops with one line saying what to install.
+# $(call apt_install,packages,what needs them): install Debian packages with apt-get (through sudo when not
+# root), or stop with one line saying what to install when apt-get, root or the network is missing.
+apt_install = if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: $(2) need $(1); install them (Debian/Ubuntu: apt-get install $(1)) and re-run" >&2; exit 2; \
+	elif [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then \
+		echo "make: $(2) need $(1); as root run: apt-get install $(1)" >&2; exit 2; \
+	fi; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	echo "installing Debian's $(1) with apt-get for $(2)"; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; } || { \
+		echo "make: apt-get could not install $(1) (no network or no permission?); install them and re-run" >&2; exit 2; }
+
 BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
 browser:
 	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && command -v chromedriver >/dev/null 2>&1 || { \
-		if ! command -v apt-get >/dev/null 2>&1; then \
-			echo "make test: the page tests need Chromium and chromedriver; install them (Debian/Ubuntu: apt-get install $(BROWSER_PACKAGES)) and re-run" >&2; exit 2; \
-		elif [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then \
-			echo "make test: the page tests need Chromium and chromedriver; as root run: apt-get install $(BROWSER_PACKAGES)" >&2; exit 2; \
-		fi; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		echo "installing Debian's $(BROWSER_PACKAGES) with apt-get for the page tests"; \
-		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; } || { \
-			echo "make test: apt-get could not install $(BROWSER_PACKAGES) (no network or no permission?); install them and re-run" >&2; exit 2; }; }
+		$(call apt_install,$(BROWSER_PACKAGES),the page tests); }
 
 # The referrers' feedback PDFs are laid out by WeasyPrint, which loads Pango at run time. Debian installs it with
 # any desktop library (Chromium included); on a bare system this installs just the two libraries.
 PANGO_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0
 pango:
 	@{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libpangoft2-1.0.so.0' || { \
-		if ! command -v apt-get >/dev/null 2>&1; then \
-			echo "make: the feedback reports need Pango (libpango-1.0 and libpangoft2-1.0); install them and re-run" >&2; exit 2; \
-		fi; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		echo "installing Debian's $(PANGO_PACKAGES) with apt-get for the feedback PDFs"; \
-		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PANGO_PACKAGES) >/dev/null; } || { \
-			echo "make: apt-get could not install $(PANGO_PACKAGES); install them and re-run" >&2; exit 2; }; }
+		$(call apt_install,$(PANGO_PACKAGES),the feedback reports); }
 
 # Benchmarks (benchmarks/run.py): generated input under benchmarks/data/, results and RESULTS.md in benchmarks/.
 SIZES ?= 100k,1M

@@ -1,14 +1,16 @@
-"""The utilization dashboards: self-contained HTML pages with Plotly embedded, so they open offline.
+"""The utilization dashboards: self-contained HTML pages that open offline as a folder.
 
 `build_dashboards(con, out_dir)` reads the warehouse (read-only) and writes:
-- `index.html`: headline figures with their denominators, what was loaded, links to the other pages;
-- `trends.html`: the monthly p-chart and the funnel plots of referring providers and facilities;
+- `index.html`: headline figures with their denominators and filters, what was loaded, links to the other pages;
+- `trends.html`: the monthly p-chart and volume, the funnel plots of referring providers and facilities, OP-8;
 - `breakdowns.html`: reasons, specialties, facilities, care settings, age bands, referral-to-scan time,
   findings yield, safety and contrast reviews;
-- `rule_sets.html`: the rule sets side by side, and the scanner time and cost of potentially unnecessary MRIs.
+- `rule_sets.html`: the rule sets side by side, and the scanner time and cost of each verdict.
 
-Every count of 1-10 is suppressed (with its complement where a total would reveal it). The pages share one copy
-of Plotly's library (`plotly.min.js`) in the same folder, so the folder opens offline as a whole.
+Every page embeds its part of one set of views protected as a whole (assets/publish/filters.py: no count of
+1-10 can be read or worked out from any combination of filters and pages); `dashboard.js` draws the charts
+from them with Plotly's library (`plotly.min.js`), both written once beside the pages. Pages are rendered from
+the templates in assets/templates/.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pathlib import Path
 from assets.html import num, table
 from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show
 
-CATEGORIES = ["indicated", "potentially_unnecessary", "insufficient_information"]
 PLOTLY_JS = "plotly.min.js"
 SCRIPT = "dashboard.js"  # draws the filtered pages from their embedded views
 PAGES = [("index.html", "Overview"), ("trends.html", "Trends and variation"),
@@ -94,20 +95,11 @@ def gather(con) -> dict:
 
 
 def _gather(con) -> dict:
-    spine_total, unnecessary = _q(con, """
-        SELECT count(*), count(*) FILTER (WHERE category = 'potentially_unnecessary')
-        FROM mri_classification WHERE rule_set = 'standard' AND category <> 'out_of_scope'""")[0]
-    op8_num, op8_den = _q(con, """SELECT count(*) FILTER (WHERE op8_numerator), count(op8_numerator)
-                                  FROM mri_classification WHERE rule_set = 'standard'""")[0]
     has_hedis = _q(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'hedis_lbp'")[0][0]
     hedis_num, hedis_den = _q(con, """SELECT count(*) FILTER (WHERE in_denominator AND imaging_within_window),
                                       count(*) FILTER (WHERE in_denominator) FROM hedis_lbp""")[0] if has_hedis else (0, 0)
     return {
         "period": _q(con, "SELECT min(scan_date), max(scan_date) FROM scan_links")[0],
-        "scans_total": _q(con, "SELECT count(*) FROM scan_links")[0][0],
-        "spine_total": spine_total,
-        "unnecessary": unnecessary,
-        "op8": (op8_num, op8_den),
         "hedis": (hedis_num, hedis_den),
         "rule_sets": _q(con, """SELECT DISTINCT rule_set, rule_set_version FROM mri_classification ORDER BY
                                rule_set <> 'standard', rule_set"""),
@@ -118,16 +110,14 @@ def _gather(con) -> dict:
     }
 
 
-def _headline(figures: dict) -> str:
+def _headline(figures: dict, data: dict | None) -> str:
     """The filter panel (tiles for lumbar MRIs over the whole period first), then the measure the filters do not
     cut: HEDIS LBP counts episodes of patients, not scans."""
     from assets.publish.filters import render_panel
 
     hedis_num, hedis_den = figures["hedis"]
     hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
-    from assets.publish.filters import FACETS, for_page
-
-    panel = render_panel(for_page(figures["filters"], set(FACETS))) if figures.get("filters") else ""
+    panel = render_panel(data) if data else ""
     tile = (f'<div class="tiles"><div class="tile"><div class="n">{_pct(hedis)}</div><div class="l">HEDIS LBP: '
             f"episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is "
             "better; all episodes, not filtered)</div></div></div>")
@@ -144,7 +134,10 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
 
     rates = reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html") \
         if figures.get("reviewed_rates") else ""
-    body = _headline(figures) + rates + _section(
+    from assets.publish.filters import FACETS, for_page
+
+    data = for_page(figures["filters"], set(FACETS)) if figures.get("filters") else None
+    body = _headline(figures, data) + rates + _section(
         "What is here",
         "<ul>"
         '<li><a href="trends.html">Trends and variation</a>: the monthly share of potentially unnecessary MRIs as a '
@@ -170,9 +163,6 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
         table(["body region", "scans"], [(r, show(n) if is_small(n) else n) for r, n in figures["regions"]], numeric={1}),
     )
     subtitle = f"Scans dated {start} to {end} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}"
-    from assets.publish.filters import FACETS, for_page
-
-    data = for_page(figures["filters"], set(FACETS)) if figures.get("filters") else None
     return _page("Spine MRI utilization audit", subtitle, body, "index.html", data=data)
 
 

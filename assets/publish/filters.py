@@ -351,7 +351,7 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
             extra_out["|".join((region, period))] = [cell(v[name]) for name in extra_names]
     amounts = _amounts(gather_amounts(con, joined, rule_sets), p, views, periods, rule_sets)
     return {
-        "rule_sets": rule_sets, "regions": [ALL, *REGIONS], "periods": list(periods),
+        "rule_sets": rule_sets,
         "quarters": [x for x in periods if kind(x) == "quarter"],
         "months": [x for x in periods if kind(x) == "month"],
         "years": [x for x in periods if kind(x) == "year"],
@@ -360,7 +360,7 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
                  for name in FACET_LABELS if name not in FACETS},
         "facet_labels": FACET_LABELS, "currency": currency, "columns": cols, "views": out,
         "extra_columns": extra_names, "extras": extra_out, "amounts": amounts,
-        "wait_bins": list(WAIT_BINS), "not_linked": NOT_LINKED, "cells": p.counts(),
+        "wait_bins": list(WAIT_BINS), "cells": p.counts(),
     }
 
 

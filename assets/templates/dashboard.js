@@ -97,7 +97,7 @@
   function note(id, text) { var e = $(id); if (e) e.textContent = text; }
 
   // Bars of the three verdicts per value of a dimension; a hidden cell is a cross at the end of its bar.
-  function stacked(id, labels, rows, rs, title, axis, opts) {
+  function stacked(id, labels, rows, title, axis, opts) {
     opts = opts || {};
     var horizontal = !opts.vertical, grouped = !!opts.grouped;
     var traces = [], hidden = {x: [], y: [], names: []};
@@ -279,20 +279,20 @@
       draw("b-specialty-share", bar, layout("Share of spine MRIs potentially unnecessary, by referring specialty", "share potentially unnecessary",
            "referring specialty", {xaxis: {tickformat: ".0%", rangemode: "tozero"}, yaxis: {autorange: "reversed", type: "category", automargin: true},
            height: Math.max(320, 30 * s.labels.length + 140)}));
-      stacked("b-specialty", s.labels, s.rows, f.rs, "Spine MRIs by referring specialty and verdict", "referring specialty");
+      stacked("b-specialty", s.labels, s.rows, "Spine MRIs by referring specialty and verdict", "referring specialty");
       [["facility", "b-facility", "Spine MRIs by facility and verdict"],
        ["setting", "b-setting", "Spine MRIs by care setting and verdict"],
        ["age", "b-age", "Spine MRIs by age band and verdict"],
        ["findings", "b-findings", "Findings by verdict"]].forEach(function (d) {
         var r = rowsOf(f, d[0]);
-        stacked(d[1], r.labels, r.rows, f.rs, d[2], D.facet_labels[d[0]]);
+        stacked(d[1], r.labels, r.rows, d[2], D.facet_labels[d[0]]);
       });
       // Every bin on the axis, in order; a bin with no scans in this view is an empty slot.
       var bins = D.wait_bins.map(function (b) {
         var r = view(f.region, f.period, "wait", b);
         return r ? verdicts(r, f.rs) : {n: 0, pu: 0, ii: 0, ind: 0, other: null};
       });
-      stacked("b-wait", D.wait_bins, bins, f.rs, "Days from referral to scan, by verdict", "days from referral to scan",
+      stacked("b-wait", D.wait_bins, bins, "Days from referral to scan, by verdict", "days from referral to scan",
               {vertical: true, grouped: true});
       safety(f);
     }
@@ -365,11 +365,9 @@
       note("t-pchart-note", (x.length < 2 ? "Too few months with published counts for control limits. " : "")
         + (sx.length ? "Special-cause signals in " + sx.join(", ") + "." : "No special-cause signal: the variation is what chance alone would give.")
         + (hidden.length ? " Months with a suppressed count (crosses) are left out: " + hidden.join(", ") + "." : ""));
-      var rows = ms.map(function (m) { return verdicts(view(f.region, m, "*", "*"), f.rs); });
       var shown = ms.filter(function (m) { return view(f.region, m, "*", "*"); });
-      stacked("t-volume", shown, shown.map(function (m) { return verdicts(view(f.region, m, "*", "*"), f.rs); }), f.rs,
+      stacked("t-volume", shown, shown.map(function (m) { return verdicts(view(f.region, m, "*", "*"), f.rs); }),
               "Spine MRIs per month by verdict", "month of scan", {vertical: true});
-      return rows;
     }
     function units(f, dim, num_, den_) {
       var out = [], hidden = 0;
