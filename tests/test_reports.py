@@ -698,3 +698,36 @@ def test_sealing_looks_past_equations_whose_cells_are_all_hidden():
     assert p._nearest_published(a, p._index()) == c
     p.hidden = {a, b, t, big, c}
     assert p._nearest_published(a, p._index()) is None
+
+
+def _cube(seed: int, rows: int = 3, cols: int = 5, layers: int = 3):
+    """A random 3-way table with every margin (like the dashboards' regions x periods x units), zeros shown like
+    small counts: each cell is in up to three equations, each margin in the next one up."""
+    import itertools
+
+    from assets.publish.protection import Protection
+
+    rng = random.Random(seed)
+    p = Protection(zeros_small=True)
+    inner = {k: rng.choice([0, 0, 1, 2, 3, 5, 8, 10, 11, 12, 15, 30])
+             for k in itertools.product(range(rows), range(cols), range(layers))}
+    axes = (range(rows), range(cols), range(layers))
+
+    def cell(key):  # None on an axis: its margin
+        total = sum(v for k, v in inner.items() if all(x is None or x == y for x, y in zip(key, k)))
+        return p.add(key, total, keep=3 * (key[0] is None) + 2 * (key[1] is None) + (key[2] is None))
+
+    for key in itertools.product(*[[*axis, None] for axis in axes]):
+        for i, axis in enumerate(axes):
+            if key[i] is None:
+                p.equation(cell(key), *[cell(key[:i] + (x,) + key[i + 1:]) for x in axis])
+    return p
+
+
+def test_solving_alone_leaves_no_cell_a_reader_can_pin():
+    """`solve` on its own (without `seal`) closes every leak of 200 random 3-way tables. Its last pass publishes
+    withheld cells again after trial propagations; a trial's changes must all be undone when it fails (before
+    that fix 19 of these tables kept a leak until `seal`), and a cell pinned through a cycle of withheld cells
+    must still get a candidate."""
+    leaking = [seed for seed in range(200) if _cube(seed).solve().leaks()]
+    assert leaking == []

@@ -138,10 +138,14 @@ class Protection:
             steps += 1
             i = short.popleft() if short else long_.popleft()
             queued.discard(i)
-            for k, old in list(self._tighten(i, bounds)):
+            changes = list(self._tighten(i, bounds))
+            # Every change of the equation is logged before any is judged: `_release` undoes a trial from the
+            # log, and a change left out of it would stay (too narrow) after the undo.
+            for k, old in changes:
                 if log is not None:
                     log.append((k, old, via.get(k)))
                 via[k] = i
+            for k, _ in changes:
                 lo, hi = bounds[k]
                 if stop_on_leak and lo == hi and self._small(self.values[k]) and k in self.hidden:
                     return k
@@ -212,6 +216,10 @@ class Protection:
             chosen_in: set = set()
             for k in leaks:
                 c = self._candidate(k, via, reach, chosen_in)
+                if c is None and chosen_in.isdisjoint(of.get(k, ())):
+                    # Pinned through a cycle of withheld cells (each last narrowed by another of the cycle): look
+                    # along every equation holding the cell instead.
+                    c = self._nearest_published(k, of)
                 if c is not None:
                     chosen.add(c)
                     chosen_in.update(of.get(c, ()))
@@ -255,14 +263,14 @@ class Protection:
         an equation holding it, and check again."""
         of = self._index()
         for _ in range(rounds):
-            leaks = self.leaks()
+            leaks = self.leaks(of)
             if not leaks:
                 return self
             for k in leaks:
                 candidate = self._nearest_published(k, of)
                 if candidate is not None:
                     self.hidden.add(candidate)
-        if self.leaks():
+        if self.leaks(of):
             raise RuntimeError("small-cell protection could not close every leak")
         return self
 
@@ -273,19 +281,23 @@ class Protection:
         seen_cells, seen_equations = {k}, set()
         frontier = [k]
         for _ in range(depth):
-            equations = [i for c in frontier for i in of.get(c, ()) if i not in seen_equations]
+            equations = {i for c in frontier for i in of.get(c, ()) if i not in seen_equations}
             seen_equations.update(equations)
+            # Short equations (a row, the regions of a view) first: a long one (a column of hundreds of
+            # providers) rarely pins a cell, and its cheapest cell would protect nothing.
+            for group in ([i for i in equations if len(self.equations[i]) <= 8], list(equations)):
+                published = {c for i in group for c in self.equations[i]
+                             if c not in self.hidden and c not in self.implicit}
+                if published:
+                    return min(published, key=self._cost)
             cells = {c for i in equations for c in self.equations[i]} - seen_cells
-            published = [c for c in cells if c not in self.hidden and c not in self.implicit]
-            if published:
-                return min(published, key=self._cost)
             seen_cells |= cells
             frontier = list(cells)
         return None
 
-    def leaks(self) -> list:
+    def leaks(self, of: dict | None = None) -> list:
         """Cells of 1-10 a reader could pin down from what is published (empty after `solve`)."""
-        of = self._index()
+        of = of or self._index()
         bounds = {k: self._initial(k) for k in self.values}
         self._propagate(bounds, list(range(len(self.equations))), of, {})
         return [k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]]
