@@ -731,3 +731,21 @@ def test_solving_alone_leaves_no_cell_a_reader_can_pin():
     must still get a candidate."""
     leaking = [seed for seed in range(200) if _cube(seed).solve().leaks()]
     assert leaking == []
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_settling_all_equations_at_once_matches_narrowing_one_at_a_time(seed):
+    """`_settle` (numpy, every equation per pass) reaches the bounds of `_propagate` (one equation at a time)
+    for any set of hidden cells, and names a narrowing equation for exactly the cells that were narrowed."""
+    p = _cube(seed, rows=4, cols=4, layers=3)
+    rng = random.Random(seed)
+    p.hidden = {k for k, v in p.values.items() if p._small(v) or rng.random() < 0.3} | set(p.implicit)
+    of = p._index()
+    bounds, via = p._settle(of)
+    expected = {k: p._initial(k) for k in p.values}
+    expected_via: dict = {}
+    p._propagate(expected, list(range(len(p.equations))), of, expected_via)
+    assert bounds == expected
+    assert set(via) == set(expected_via)
+    for k, i in via.items():
+        assert k in p.equations[i]
