@@ -294,6 +294,11 @@
       });
       stacked("b-wait", D.wait_bins, bins, "Days from referral to scan, by verdict", "days from referral to scan",
               {vertical: true, grouped: true});
+      var med = D.medians[f.region + "|" + f.period] || {};
+      $("b-wait-median").textContent = "Median days from referral to scan: " + VERDICTS.map(function (v) {
+        var m = med[f.rs + "|" + v];
+        return VERDICT_LABELS[v].toLowerCase() + " " + (m === undefined ? "not shown" : m);
+      }).join("; ") + ".";
       safety(f);
     }
     function reasons(f) {
