@@ -26,7 +26,8 @@ from assets.classify.assets import classify_scans
 from assets.classify.rule_sets import load_rule_sets
 from assets.ingest.linking import build_scan_links
 from assets.ingest.readers import discover_native_files, ensure_tables, load_file
-from assets.publish.reports import Protection, build_reports
+from assets.publish.protection import Protection
+from assets.publish.reports import build_reports
 from tests.conftest import REPO_ROOT, write_csv
 
 SCAN = dt.date(2025, 1, 15)
@@ -524,7 +525,8 @@ def test_every_row_and_column_of_the_provider_table_keeps_its_suppressed_cells(s
 
 def test_solver_pins_nothing_on_the_warehouse(small_reports):
     db, _ = small_reports
-    from assets.publish.reports import build_protection, gather
+    from assets.publish.report_protection import build_protection
+    from assets.publish.report_queries import gather
 
     with duckdb.connect(str(db), read_only=True) as con:
         protection = build_protection(gather(con))
@@ -703,8 +705,6 @@ def test_sealing_looks_past_equations_whose_cells_are_all_hidden():
 def _cube(seed: int, rows: int = 3, cols: int = 5, layers: int = 3):
     """A random 3-way table with every margin (like the dashboards' regions x periods x units), zeros shown like
     small counts: each cell is in up to three equations, each margin in the next one up."""
-    import itertools
-
     from assets.publish.protection import Protection
 
     rng = random.Random(seed)

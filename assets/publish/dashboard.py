@@ -229,7 +229,6 @@ def build_dashboards(con, out_dir: Path, generated_at: datetime | None = None) -
     figures = gather(con)
     start, end = figures["period"]
     published = generated_at.strftime('%Y-%m-%d %H:%M UTC')
-    subtitle = f"Scans dated {start} to {end} · standard rule set unless stated · published {published}"
     filtered = f"Scans dated {start} to {end} · rule set, region and period as the filters say · published {published}"
     pages = {
         "index.html": render_index(figures, generated_at),

@@ -72,7 +72,8 @@ class ProviderReport:
 def gather_reports(con, p, figures: dict, unit_items: list[dict], min_scans: int,
                    max_cases: int = 0) -> list[ProviderReport]:
     """One report per provider with at least `min_scans` spine MRIs whose count and rate are published."""
-    from assets.publish.reports import BY_KEY, FOLLOWED, UNKNOWN, cases_sql
+    from assets.publish.report_definitions import BY_KEY, FOLLOWED, UNKNOWN
+    from assets.publish.report_queries import cases_sql
 
     names = figures["names"]
     pu_cat = "potentially_unnecessary"
@@ -222,7 +223,8 @@ def _file_name(provider: str) -> str:
 def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path, generated_at: datetime,
                    previous: Path | None = None) -> dict:
     """Render the reports into `out_dir` (`reports/feedback/`) and the index page; returns a summary."""
-    from assets.publish.reports import PROVIDER_WINDOW, _period, _rs_label
+    from assets.publish.report_definitions import PROVIDER_WINDOW
+    from assets.publish.report_pages import period_text, rule_set_label
 
     from assets.settings import load_settings
 
@@ -241,7 +243,7 @@ def write_feedback(con, p, figures: dict, unit_items: list[dict], out_dir: Path,
 
     costs = load_unit_costs()
     context = {
-        "rule_set": _rs_label(figures, names[0]), "period": _period(figures), "window": PROVIDER_WINDOW,
+        "rule_set": rule_set_label(figures, names[0]), "period": period_text(figures), "window": PROVIDER_WINDOW,
         "small_max": SMALL_CELL_MAX, "min_scans": min_scans, "currency": costs.currency,
         "cost_basis": f"unit costs from {Path(costs.path).name}, version {costs.version}",
     }
