@@ -127,6 +127,17 @@ def test_changing_the_filters_shows_the_warehouse_numbers(published, tmp_path):
             if facet != ALL:
                 pick(driver, "f-value", value)
             check(read_tiles(driver), truth(published, region, period, facet, value, rule_set))
+        # A month: the tiles are the month's, the chart draws the months of its quarter at the warehouse's shares.
+        pick(driver, "f-rule-set", "standard")
+        pick(driver, "f-facet", "*")
+        pick(driver, "f-region", "lumbar")
+        pick(driver, "f-period", "2025-06")
+        check(read_tiles(driver), truth(published, "lumbar", "2025-06"))
+        (_, months, shares), *_ = plotted(driver, "filtered-trend")
+        assert months and set(months) <= {"2025-04", "2025-05", "2025-06"}, months
+        for month, share in zip(months, shares):
+            n, pu, *_ = truth(published, "lumbar", month)
+            assert abs(share - pu / n) < 1e-9, (month, share)
         # A custom range of quarters is the sum of its quarters (all published here: lumbar, all units).
         pick(driver, "f-rule-set", "standard")
         pick(driver, "f-region", "lumbar")

@@ -15,11 +15,9 @@ the templates in assets/templates/.
 
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 from pathlib import Path
 
-from assets.html import num, table
 from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show
 
 PLOTLY_JS = "plotly.min.js"
@@ -45,14 +43,9 @@ def _page(title: str, subtitle: str, body: str, current: str, template: str = "d
 
     if data is not None:
         context["data_script"] = embed(data)
-        context["data"] = data
+    context["data"] = data
     return render(template, title=title, subtitle=subtitle, body=body, pages=PAGES, current=current,
                   page_name=current.removesuffix(".html"), small_max=SMALL_CELL_MAX, **context)
-
-
-def _section(title: str, content: str, note: str = "") -> str:
-    note_html = f'<p class="note">{note}</p>' if note else ""
-    return f"<section><h2>{html.escape(title)}</h2>{content}{note_html}</section>"
 
 
 # Verdicts with their referral's and scan's attributes, joined once per publication (temporary, so a read-only
@@ -110,60 +103,32 @@ def _gather(con) -> dict:
     }
 
 
-def _headline(figures: dict, data: dict | None) -> str:
-    """The filter panel (tiles for lumbar MRIs over the whole period first), then the measure the filters do not
-    cut: HEDIS LBP counts episodes of patients, not scans."""
-    from assets.publish.filters import render_panel
-
-    hedis_num, hedis_den = figures["hedis"]
-    hedis = None if rate(hedis_num, hedis_den) is None else 1 - rate(hedis_num, hedis_den)
-    panel = render_panel(data) if data else ""
-    tile = (f'<div class="tiles"><div class="tile"><div class="n">{_pct(hedis)}</div><div class="l">HEDIS LBP: '
-            f"episodes without imaging in 28 days ({num(hedis_den - hedis_num)} of {num(hedis_den)}; higher is "
-            "better; all episodes, not filtered)</div></div></div>")
-    return panel + tile
-
-
 def render_index(figures: dict, generated_at: datetime | None = None) -> str:
-    generated_at = generated_at or datetime.now(timezone.utc)
-    start, end = figures["period"]
-    rule_sets = ", ".join(f"{n} {v}" for n, v in figures["rule_sets"])
-    quarantined = sum(r[4] or 0 for r in figures["tables"])
-    small = lambda n: show(n) if is_small(n) else n  # noqa: E731  (row counts are published like any count)
+    """The overview (template overview.html.j2)."""
+    from assets.publish.filters import FACETS, first_view, for_page
     from assets.review.pages import reviewed_rates_section
 
-    rates = reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html") \
-        if figures.get("reviewed_rates") else ""
-    from assets.publish.filters import FACETS, for_page
+    generated_at = generated_at or datetime.now(timezone.utc)
+    start, end = figures["period"]
 
+    def count(n):  # row counts are published like any count
+        return "–" if n is None else show(n) if is_small(n) else f"{n:,}"
+
+    hedis_num, hedis_den = figures["hedis"]
+    share = rate(hedis_num, hedis_den)
     data = for_page(figures["filters"], set(FACETS)) if figures.get("filters") else None
-    body = _headline(figures, data) + rates + _section(
-        "What is here",
-        "<ul>"
-        '<li><a href="trends.html">Trends and variation</a>: the monthly share of potentially unnecessary MRIs as a '
-        "control chart, and referring providers and facilities against the overall rate (funnel plots).</li>"
-        '<li><a href="breakdowns.html">Breakdowns</a>: reasons, specialties, facilities, care settings, age bands, '
-        "time from referral to scan, findings yield, safety and contrast reviews.</li>"
-        '<li><a href="rule_sets.html">Rule sets and resources</a>: how verdicts shift between rule sets, and the '
-        "scanner time and cost of potentially unnecessary MRIs.</li>"
-        '<li><a href="../reports/index.html">Overtreatment reports</a>: what followed the MRIs, per provider and '
-        "facility, the chart-review case list and the methodology.</li>"
-        '<li><a href="../reports/feedback/index.html">Referrer feedback</a>: one printable report per referring '
-        "provider, against peers of the same specialty, with the cases for chart review.</li>"
-        '<li><a href="../quality/index.html">Data quality</a>: checks, quarantine and identifier guard.</li></ul>',
-        f"Rule sets: {html.escape(rule_sets)}. Denominators are spine MRIs classified in scope unless stated. "
-        f"Counts of 1-{SMALL_CELL_MAX} are shown as &lt;11.",
-    ) + _section(
-        "Rows loaded per table",
-        table(["table", "files", "rows in", "loaded", "quarantined"],
-              [(t, f, small(i), small(lo), small(q)) for t, f, i, lo, q in figures["tables"]], numeric={1, 2, 3, 4}),
-        f"{small(quarantined)} input rows were quarantined with a reason (see the data-quality page).",
-    ) + _section(
-        "Scans by body region",
-        table(["body region", "scans"], [(r, show(n) if is_small(n) else n) for r, n in figures["regions"]], numeric={1}),
-    )
     subtitle = f"Scans dated {start} to {end} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}"
-    return _page("Spine MRI utilization audit", subtitle, body, "index.html", data=data)
+    return _page(
+        "Spine MRI utilization audit", subtitle, "", "index.html", template="overview.html.j2", data=data,
+        first=first_view(data) if data else None,
+        hedis={"share": _pct(None if share is None else 1 - share), "without": count(hedis_den - hedis_num),
+               "episodes": count(hedis_den)},
+        reviewed_rates=reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html")
+        if figures.get("reviewed_rates") else "",
+        rule_sets=", ".join(f"{n} {v}" for n, v in figures["rule_sets"]),
+        tables=[(t, f"{f:,}", count(i), count(lo), count(q)) for t, f, i, lo, q in figures["tables"]],
+        quarantined=count(sum(r[4] or 0 for r in figures["tables"])),
+        regions=[(r, count(n)) for r, n in figures["regions"]])
 
 
 _EMPTY = "<section><p>No spine MRIs were classified in scope: there is nothing to draw.</p></section>"

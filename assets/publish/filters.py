@@ -486,10 +486,3 @@ def first_view(data: dict) -> dict:
         "cost": f"{cost:,.0f} {data['currency']}" if cost is not None else "–",
         "cost_label": "estimated cost of the potentially unnecessary MRIs",
     }
-
-
-def render_panel(data: dict) -> str:
-    from assets.html import render
-    from assets.publish.statistics import SMALL_CELL_MAX
-
-    return render("filters_panel.html.j2", data=data, first=first_view(data), small_max=SMALL_CELL_MAX)

@@ -169,8 +169,10 @@ def reviewed_rates_section(rates: list[dict], link: str) -> str:
     for the reports' and dashboards' front pages (escaped HTML; `link` is the validation page's path)."""
     import html
 
+    from assets.publish.statistics import SUPPRESSED
+
     def n(v):
-        return "1-10" if v is None else f"{v:,}"
+        return html.escape(SUPPRESSED) if v is None else f"{v:,}"
 
     def share(x, d):
         return "–" if x is None or not d else f"{100 * x / d:.1f}%"
@@ -195,5 +197,5 @@ def reviewed_rates_section(rates: list[dict], link: str) -> str:
         "<p class='note'>The automated rate counts the rule set's verdicts; the final rate replaces each reviewed "
         "verdict by its latest chart review's category (denominator: all in-scope spine MRIs). The reviewed columns "
         "count only reviewed verdicts (denominator: reviewed verdicts); the worklist samples each category and "
-        "month equally, so the reviewed share is not the overall share. Counts of 1-10 are shown as 1-10. "
+        "month equally, so the reviewed share is not the overall share. Counts of 1-10 are shown as &lt;11. "
         f"Agreement: <a href='{html.escape(link)}'>how far the automation can be trusted</a>.</p></section>")

@@ -222,11 +222,14 @@
       quarterly(f);
     }
     function quarterly(f) {
-      var qs = D.quarters.filter(function (q) {
-        if (f.period === "custom") return q >= f.from && q <= f.to;
-        if (f.period === "*") return true;
-        return q.indexOf(f.period.slice(0, 4)) === 0 && (f.period.length === 4 || q === f.period || f.period.length === 7 && q === quarterOf(f.period));
-      });
+      // A month chosen: the months of its quarter (months exist for all units together only); else quarters.
+      var monthly = /^[0-9]{4}-[0-9]{2}$/.test(f.period);
+      var qs = monthly ? D.months.filter(function (m) { return quarterOf(m) === quarterOf(f.period); })
+        : D.quarters.filter(function (q) {
+          if (f.period === "custom") return q >= f.from && q <= f.to;
+          if (f.period === "*") return true;
+          return q.indexOf(f.period.slice(0, 4)) === 0 && (f.period.length === 4 || q === f.period);
+        });
       var x = [], y = [], hx = [], text = [];
       qs.forEach(function (q) {
         var r = view(f.region, q, f.facet, f.value);
@@ -238,7 +241,8 @@
       var traces = [{type: "bar", x: x, y: y, text: text, name: "potentially unnecessary share", textposition: "none",
                      marker: {color: COLOURS.pu}, hovertemplate: "%{x}: %{y:.1%} (%{text})<extra></extra>"}];
       if (hx.length) traces.push(crosses(hx, hx.map(function () { return 0; }), hx, false));
-      draw("filtered-trend", traces, layout("Potentially unnecessary share by quarter", "quarter of scan",
+      draw("filtered-trend", traces, layout(monthly ? "Potentially unnecessary share by month, " + quarterOf(f.period)
+        : "Potentially unnecessary share by quarter", monthly ? "month of scan" : "quarter of scan",
         "share potentially unnecessary", {yaxis: {tickformat: ".0%", rangemode: "tozero"},
         xaxis: {type: "category", categoryorder: "array", categoryarray: qs}, height: 340}));
     }
