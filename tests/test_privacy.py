@@ -79,8 +79,10 @@ def test_ages_over_89_become_90(tmp_path, con, age, stored):
     assert con.execute("SELECT patient_age FROM referrals").fetchone()[0] == stored
 
 
-def test_no_identifier_reaches_any_output_file(tmp_path):
-    """Acceptance: identifiers seeded in free text and extra columns appear nowhere under the output folder."""
+def test_no_identifier_reaches_any_output_file(tmp_path, monkeypatch):
+    """Acceptance: identifiers seeded in free text and extra columns appear nowhere under the output folder, the
+    referrer's feedback PDF included (twelve referrals of one provider, so that it has a report)."""
+    monkeypatch.setenv("IMAGING_AUDIT_FEEDBACK_MIN_SCANS", "12")
     planted = {
         "phone": "555-867-5309", "email": "leak.test@example.org", "ssn": "078-05-1120",
         "mrn": "MRN 99887766", "dob": "DOB: 1951-07-04", "address": "4411 Maplewood Avenue",
@@ -91,11 +93,14 @@ def test_no_identifier_reaches_any_output_file(tmp_path):
     folder = tmp_path / "in"
     text = "LBP 2 wks; " + "; ".join(planted.values())
     ref_columns = list(referral()) + ["clinical_indication", *extra]
+    ref_columns.append("referring_provider_id")
     write_csv(folder / "referrals.csv", [
-        {**referral(), "clinical_indication": text, **extra},
-        {**referral(referral_id="R2", patient_id="078-05-1120"), **extra},
+        *({**referral(referral_id=f"R{i}", patient_id=f"P{i}"), "clinical_indication": text, **extra,
+           "referring_provider_id": "DR1"} for i in range(1, 13)),
+        {**referral(referral_id="RX", patient_id="078-05-1120"), **extra, "referring_provider_id": "DR1"},
     ], columns=ref_columns)
-    write_csv(folder / "scans.csv", [{**scan(), "patient_name": "Quintessa Farnsworth"}],
+    write_csv(folder / "scans.csv", [{**scan(scan_id=f"S{i}", patient_id=f"P{i}", referral_id=f"R{i}"),
+                                      "patient_name": "Quintessa Farnsworth"} for i in range(1, 13)],
               columns=list(scan()) + ["patient_name"])
     write_csv(folder / "clinical_events.csv", [{**event(), "home_phone": "555-867-5309"}],
               columns=list(event()) + ["home_phone"])
@@ -105,6 +110,9 @@ def test_no_identifier_reaches_any_output_file(tmp_path):
                "Maplewood", "Quintessa", "Farnsworth"]
     files = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name == "warehouse.duckdb" for p in files)
+    pdfs = [p for p in files if p.suffix == ".pdf"]
+    assert pdfs and {p.name for p in pdfs} == {"feedback_DR1.pdf"}  # the published one and its archived copy
+    assert b"DR1" in output_bytes(pdfs[0])  # its text is read, not its compressed streams
     for path in files:
         data = output_bytes(path)
         for needle in needles:
