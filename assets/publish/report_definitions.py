@@ -111,17 +111,3 @@ PAGES = (
     ("feedback/index.html", "Referrer feedback (PDF)"),
     ("chart_review_cases.csv", "Chart-review cases (CSV)"),
 )
-
-EXTRA_CSS = """<style>
-main{max-width:1280px} th,td{padding:6px 8px}
-nav.rnav{margin:0 0 16px;font-size:14px} nav.rnav a{margin-right:14px;color:#0b3c5d}
-nav.rnav a.here{font-weight:600;text-decoration:none;color:#1f2933}
-.bench{background:#fff8e6;border-left:4px solid #d69e2e}
-.tag{display:inline-block;font-size:12px;font-weight:600;padding:2px 8px;border-radius:10px;background:#d69e2e;
-color:#fff;margin-left:8px;vertical-align:middle}
-td.grp{font-weight:600;vertical-align:top} td.num,td.win{white-space:nowrap} tr.sep td{border-top:2px solid #cbd2d9}
-tr.total td{font-weight:600;background:#f0f4f8}
-ul.reading li{margin:6px 0}
-td.hi{color:#b42318;font-weight:600} td.lo{color:#1b7f3b;font-weight:600}
-code{font-size:13px}
-</style>"""

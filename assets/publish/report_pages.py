@@ -3,13 +3,11 @@ with their rendering helpers."""
 
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 
-from assets.html import page
 from assets.publish.protection import WITHHELD, Protection
 from assets.publish.report_definitions import (
-    BENCHMARKS, BY_KEY, CATEGORIES, CATEGORY_LABEL, EXTRA_CSS, INTERVENTIONS, PAGES, PROVIDER_WINDOW, READING,
+    BENCHMARKS, BY_KEY, CATEGORIES, CATEGORY_LABEL, INTERVENTIONS, PAGES, PROVIDER_WINDOW, READING,
     UNKNOWN, WINDOWS)
 from assets.publish.statistics import SMALL_CELL_MAX, SUPPRESSED, funnel_position
 
@@ -25,26 +23,13 @@ def fraction(p: Protection, num_key, den_key) -> str:
     return f"{p.text(num_key)} / {p.text(den_key)}{tail}"
 
 
-def report_nav(here: str) -> str:
-    here_attr = ' class="here"'
-    links = " ".join(
-        f'<a href="{href}"{here_attr if href == here else ""}>{html.escape(label)}</a>' for href, label in PAGES
-    )
-    return f'{EXTRA_CSS}<nav class="rnav">{links}</nav>'
+def report_page(template: str, title: str, subtitle: str, current: str, **context) -> str:
+    """A report page from its template (assets/templates/reports/) on the one base layout, with the reports'
+    navigation; cells arrive as plain text and are escaped by the template."""
+    from assets.html import render
 
-
-def raw_table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
-               row_classes: list[str] | None = None) -> str:
-    """A table whose cells are already HTML (escaped by the caller)."""
-    head = "".join(f'<th class="{"num" if i in numeric else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
-    body = []
-    for j, r in enumerate(rows):
-        cls = f' class="{row_classes[j]}"' if row_classes and row_classes[j] else ""
-        body.append(f"<tr{cls}>" + "".join(
-            c if c.startswith("<td") else f'<td class="{"num" if i in numeric else ""}">{c}</td>'
-            for i, c in enumerate(r)
-        ) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return render(template, title=title, subtitle=subtitle, report_pages=PAGES, current=current,
+                  small_max=SMALL_CELL_MAX, suppressed=SUPPRESSED, withheld=WITHHELD, **context)
 
 
 def stamp_text(generated_at: datetime) -> str:
@@ -65,14 +50,6 @@ def rule_set_label(figures: dict, name: str) -> str:
     return f"{name} {version}" if version else name
 
 
-SUPPRESSION_NOTE = (
-    f"Counts of 1 to {SMALL_CELL_MAX} are shown as <b>{html.escape(SUPPRESSED)}</b>. A count marked "
-    f"<b>{WITHHELD}</b> is not small, but is withheld because it, together with a published total, complement "
-    "or neighbouring window, would let a reader work out a suppressed count. Percentages are shown only when "
-    "both of their counts are published."
-)
-
-
 # --- pages -------------------------------------------------------------------------------------------------
 
 READING_WHAT = {
@@ -84,8 +61,8 @@ READING_WHAT = {
 }
 
 
-def _reading(p: Protection, figures: dict, rs: str) -> list[str]:
-    """Plain-language sentences comparing potentially unnecessary with indicated MRIs, from published counts."""
+def _reading(p: Protection, figures: dict, rs: str) -> list[dict]:
+    """Plain-language comparisons of potentially unnecessary with indicated MRIs, from published counts."""
     pu, ind = "potentially_unnecessary", "indicated"
     out = []
     for key, w in READING:
@@ -93,112 +70,43 @@ def _reading(p: Protection, figures: dict, rs: str) -> list[str]:
         n_pu, d_pu = ("n", rs, pu, key, w), ("den", rs, pu, w)
         n_ind, d_ind = ("n", rs, ind, key, w), ("den", rs, ind, w)
         r_pu, r_ind = p.rate(n_pu, d_pu), p.rate(n_ind, d_ind)
-        if r_pu is None or r_ind is None:
-            out.append(
-                f"{html.escape(what[0].upper() + what[1:])} within {w} days: this comparison cannot be published "
-                f"(too few scans with {w} days of follow-up, or counts under 11)."
-            )
-            continue
-        ratio = f"; {r_pu / r_ind:.1f} times the rate" if r_ind else ""
-        out.append(
-            f"After potentially unnecessary MRIs, <b>{percent(r_pu)}</b> ({p.text(n_pu)} of {p.text(d_pu)}) had "
-            f"{html.escape(what)} within {w} days, against <b>{percent(r_ind)}</b> ({p.text(n_ind)} of "
-            f"{p.text(d_ind)}) after indicated MRIs{ratio}."
-        )
+        item = {"what": what, "what_start": what[0].upper() + what[1:], "window": w,
+                "published": r_pu is not None and r_ind is not None}
+        if item["published"]:
+            item.update(pu_rate=percent(r_pu), n_pu=p.text(n_pu), d_pu=p.text(d_pu), ind_rate=percent(r_ind),
+                        n_ind=p.text(n_ind), d_ind=p.text(d_ind), ratio=f"{r_pu / r_ind:.1f}" if r_ind else None)
+        out.append(item)
     return out
 
 
 def render_downstream(p: Protection, figures: dict, generated_at: datetime) -> str:
+    """What followed the MRIs (template reports/downstream.html.j2)."""
     names = figures["names"]
     primary = names[0]
     total = figures["total"]
     data_end = total["data_end"] if total else None
-    sections = [report_nav("downstream.html")]
-    reading = _reading(p, figures, primary)
-    sections.append(
-        f"""<section><h2>What this shows ({html.escape(rule_set_label(figures, primary))} rule set)</h2>
-<ul class="reading">{''.join(f'<li>{s}</li>' for s in reading)}</ul>
-<p class="note">A scan counts once per intervention when at least one such event falls on day 1 to N after the scan
-date (events on the scan day itself do not count). Each window counts only the scans whose whole window lies
-within the data (follow-up data through {html.escape(str(data_end))}), so the denominators shrink as the window
-grows. These are associations in routine data, not effects of the MRI: patients with indicated MRIs differ
-(red flags, neurological signs), and an intervention may have been planned before the scan.</p></section>"""
-    )
+    tables = []
     for rs in names:
-        headers = ["Intervention", "Within", *[CATEGORY_LABEL[c] for c in CATEGORIES], "All spine MRIs"]
-        rows, classes = [], []
-        rows.append(["Spine MRIs (all dates)", "", *[p.text(("scans", rs, c)) for c in CATEGORIES],
-                     p.text(("scans", "all"))])
-        classes.append("total")
-        for j, w in enumerate(WINDOWS):
-            label = ('<td class="grp" rowspan="3">Spine MRIs with the whole window of follow-up in the data</td>'
-                     if j == 0 else None)
-            cells = [f"{w} days", *[p.text(("den", rs, c, w)) for c in CATEGORIES], p.text(("den", "all", w))]
-            rows.append(([label] if label else []) + cells)
-            classes.append("")
-        for iv in INTERVENTIONS:
-            for j, w in enumerate(WINDOWS):
-                label = (f'<td class="grp" rowspan="{len(WINDOWS)}">{html.escape(iv.label)}</td>' if j == 0
-                         else None)
-                cells = [f"{w} days", *[fraction(p, ("n", rs, c, iv.key, w), ("den", rs, c, w)) for c in CATEGORIES],
-                         fraction(p, ("n", "all", iv.key, w), ("den", "all", w))]
-                rows.append(([label] if label else []) + cells)
-                classes.append("sep" if j == 0 else "")
-        body = _downstream_table(headers, rows, classes)
-        sections.append(
-            f"""<section><h2>Rule set {html.escape(rule_set_label(figures, rs))}: spine MRIs followed by each
-intervention</h2>{body}
-<p class="note">Each cell: scans followed by the intervention / scans with the whole window of follow-up
-(percentage). Categories as decided by the <code>{html.escape(rs)}</code> rule set; out-of-scope scans are
-excluded. {SUPPRESSION_NOTE}</p></section>"""
-        )
-    bench_rows = []
+        tables.append({
+            "name": rs, "label": rule_set_label(figures, rs),
+            "all_dates": [*[p.text(("scans", rs, c)) for c in CATEGORIES], p.text(("scans", "all"))],
+            "followed_up": [(w, [*[p.text(("den", rs, c, w)) for c in CATEGORIES], p.text(("den", "all", w))])
+                            for w in WINDOWS],
+            "interventions": [(iv.label, [(w, [*[fraction(p, ("n", rs, c, iv.key, w), ("den", rs, c, w))
+                                                 for c in CATEGORIES],
+                                               fraction(p, ("n", "all", iv.key, w), ("den", "all", w))])
+                                          for w in WINDOWS]) for iv in INTERVENTIONS],
+        })
     pu, ind = "potentially_unnecessary", "indicated"
-    for study, url, design, window, finding in BENCHMARKS:
-        bench_rows.append([f'<a href="{html.escape(url)}">{html.escape(study)}</a>', html.escape(design),
-                           html.escape(window), html.escape(finding)])
-    ours = []
-    for key, w in (("surgery", 365), ("opioid_start", 365), ("injection", 180)):
-        ours.append(
-            f"<li>{html.escape(BY_KEY[key].label)} within {w} days: potentially unnecessary "
-            f"{fraction(p, ('n', primary, pu, key, w), ('den', primary, pu, w))}, indicated "
-            f"{fraction(p, ('n', primary, ind, key, w), ('den', primary, ind, w))}</li>"
-        )
-    sections.append(
-        f"""<section class="bench"><h2>Published benchmarks <span class="tag">not our data</span></h2>
-{raw_table(["Study", "Population and comparison", "Window", "Published finding"], bench_rows)}
-<p class="note">These figures come from the literature (clinical reference §8.2), for orientation only. The
-studies compare early or guideline-non-adherent MRI with no early MRI in other populations and with other
-definitions, so they are not directly comparable with this audit's categories. The closest figures in this
-audit ({html.escape(rule_set_label(figures, primary))}):</p><ul class="note">{''.join(ours)}</ul></section>"""
-    )
-    sections.append(
-        """<section><h2>Definitions</h2><ul class="note">"""
-        + "".join(f"<li><b>{html.escape(iv.label)}</b>: {html.escape(iv.definition)}.</li>" for iv in INTERVENTIONS)
-        + """</ul><p class="note">Codes, windows and coverage: <a href="methodology.html">methodology</a>.
-The same figures as a spreadsheet: <a href="downstream_interventions.csv">downstream_interventions.csv</a>.</p>
-</section>"""
-    )
+    closest = [(BY_KEY[key].label, w, fraction(p, ("n", primary, pu, key, w), ("den", primary, pu, w)),
+                fraction(p, ("n", primary, ind, key, w), ("den", primary, ind, w)))
+               for key, w in (("surgery", 365), ("opioid_start", 365), ("injection", 180))]
     subtitle = f"{period_text(figures)} · follow-up data through {data_end} · published {stamp_text(generated_at)}"
-    return page("Downstream interventions after spine MRI", subtitle, "\n".join(sections))
-
-
-def _downstream_table(headers, rows, classes) -> str:
-    head = "".join(f'<th class="{"num" if i >= 2 else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
-    body = []
-    for r, cls in zip(rows, classes):
-        cells = []
-        grouped = r[0] is not None and str(r[0]).startswith("<td")
-        offset = 0 if (grouped or len(r) == len(headers)) else 1  # rows inside a rowspan lack the first cell
-        for i, c in enumerate(r):
-            if str(c).startswith("<td"):
-                cells.append(c)
-                continue
-            col = i + offset
-            cells.append(f'<td class="{"num" if col >= 2 else "win" if col == 1 else ""}">{c}</td>')
-        attr = f' class="{cls}"' if cls else ""
-        body.append(f"<tr{attr}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return report_page(
+        "reports/downstream.html.j2", "Downstream interventions after spine MRI", subtitle, "downstream.html",
+        primary_label=rule_set_label(figures, primary), reading=_reading(p, figures, primary), data_end=data_end,
+        headers=["Intervention", "Within", *[CATEGORY_LABEL[c] for c in CATEGORIES], "All spine MRIs"],
+        tables=tables, benchmarks=BENCHMARKS, closest=closest, interventions=INTERVENTIONS)
 
 
 FUNNEL_LABEL = {
@@ -271,6 +179,7 @@ def total_item(p: Protection, figures: dict) -> dict:
 
 
 def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime) -> str:
+    """Per referring provider or facility (template reports/units.html.j2)."""
     from assets.publish.costs import load_unit_costs
 
     costs = load_unit_costs()
@@ -286,69 +195,43 @@ def render_units(p: Protection, figures: dict, dim: str, generated_at: datetime)
         f"Cost of potentially unnecessary ({costs.currency})", "Their scanner hours",
     ]
     first_num = 2 if dim == "provider" else 1
-    funnel_col = len(headers) - 4
-    numeric = set(range(first_num, len(headers))) - {funnel_col}
+    numeric = set(range(first_num, len(headers))) - {len(headers) - 4}
 
-    def cells(it, label):
-        row = [html.escape(label)]
-        if dim == "provider":
-            row.append(html.escape((it["specialty"] or "–").replace("_", " ")))
-        row += [p.text(it["scans"]), *[p.text(it["cats"][c]) for c in
-                                       ("indicated", "potentially_unnecessary", "insufficient_information")]]
-        row.append(f"<b>{percent(it['rate'])}</b>")
-        row += [percent(it["expected_rate"]), percent(it["adjusted_rate"])]
-        row += [percent(r) for _, r in it["other"].values()]
+    def row(it, label):
         f = it["funnel"]
-        cls = "hi" if f and f.startswith("above") else "lo" if f and f.startswith("below") else ""
-        row.append(f'<td class="win {cls}">{html.escape(FUNNEL_LABEL.get(f, "–"))}</td>')
-        row.append(fraction(p, it["inj"], it["fu"]))
-        row.append("–" if it["pu_cost"] is None else f"{it['pu_cost']:,.0f}")
-        row.append("–" if it["pu_hours"] is None else f"{it['pu_hours']:,.0f}")
-        return row
+        return {
+            "label": label, "specialty": (it["specialty"] or "–").replace("_", " "),
+            "counts": [p.text(it["scans"]), *[p.text(it["cats"][c]) for c in
+                                              ("indicated", "potentially_unnecessary", "insufficient_information")]],
+            "rate": percent(it["rate"]),
+            "rates": [percent(it["expected_rate"]), percent(it["adjusted_rate"]),
+                      *[percent(r) for _, r in it["other"].values()]],
+            "funnel": FUNNEL_LABEL.get(f, "–"),
+            "funnel_class": "hi" if f and f.startswith("above") else "lo" if f and f.startswith("below") else "",
+            "tail": [fraction(p, it["inj"], it["fu"]),
+                     "–" if it["pu_cost"] is None else f"{it['pu_cost']:,.0f}",
+                     "–" if it["pu_hours"] is None else f"{it['pu_hours']:,.0f}"],
+        }
 
-    rows = [cells(total, f"All {plural}")] + [cells(it, it["unit"]) for it in items]
-    classes = ["total"] + [""] * len(items)
-    n_units = len(items)
-    overall = total["rate"]
-    others = ", ".join(f"{percent(r)} under {html.escape(rs)}" for rs, (_, r) in total["other"].items())
-    intro = (
-        f"Overall, <b>{percent(overall)}</b> of spine MRIs ({p.text(total['cats']['potentially_unnecessary'])} of "
-        f"{p.text(total['scans'])}) were potentially unnecessary under the {html.escape(rule_set_label(figures, primary))} "
-        f"rule set{'; ' + others if others else ''}. {n_units:,} {plural} are listed, highest potentially "
-        "unnecessary rate first; those whose rate cannot be published (small numbers) follow, largest first."
-    )
-    if dim == "provider":
-        who = ("The referring provider is the one on the referral linked to the scan (named by the scan, or the "
-               "patient's latest referral for the same region in the 90 days before it); "
-               f"<b>{UNKNOWN}</b> collects scans with no linked referral or no provider on it. The specialty "
-               "shown is the one most often recorded on that provider's referrals.")
-    else:
-        who = f"The facility is the one recorded on the scan; <b>{UNKNOWN}</b> collects scans without one."
     stem = "providers" if dim == "provider" else "facilities"
-    body = f"""{report_nav(stem + '.html')}
-<section><h2>Potentially unnecessary spine MRIs by {noun}</h2><p>{intro}</p>
-{raw_table(headers, rows, numeric=numeric, row_classes=classes)}
-<p class="note">Spine MRIs: cervical, thoracic and lumbar MRIs (out-of-scope scans excluded). Counts per category
-under {html.escape(rule_set_label(figures, primary))}. Rate: potentially unnecessary MRIs / spine MRIs under each
-rule set. Funnel limits: whether the {html.escape(primary)} rate lies above (▲) or below (▼) the 95% or 99.8%
-control limits around the overall rate for a {noun} with that many spine MRIs (Spiegelhalter 2005); outside the
-99.8% limits is unlikely to be chance alone. Expected from case mix: the share the {noun}'s own mix of patients
-would have at the overall rates of their stratum (age band, sex, care setting, body region, referring
-specialty); case-mix adjusted: observed / expected x the overall rate (indirect standardisation), so a {noun}
-whose patients are mostly in high-rate strata is not penalised for it. Cost: {html.escape(costs.describe())}
-({html.escape(costs.source)}); scanner hours from the scans' table time. Injection within
-{PROVIDER_WINDOW} days: potentially unnecessary MRIs followed by an epidural or facet injection within
-{PROVIDER_WINDOW} days / potentially unnecessary MRIs with {PROVIDER_WINDOW} days of follow-up in the data
-(percentage). {who} {SUPPRESSION_NOTE}</p>
-<p class="note">The same table as a spreadsheet: <a href="{stem}.csv">{stem}.csv</a>.
-The individual scans: <a href="chart_review_cases.csv">chart_review_cases.csv</a>.</p></section>"""
     subtitle = (f"{period_text(figures)} · rule sets {', '.join(rule_set_label(figures, rs) for rs in names)} · "
                 f"published {stamp_text(generated_at)}")
     title = "Spine MRI by referring provider" if dim == "provider" else "Spine MRI by facility"
-    return page(title, subtitle, body)
+    return report_page(
+        "reports/units.html.j2", title, subtitle, f"{stem}.html", noun=noun, plural=plural, stem=stem,
+        primary=primary, primary_label=rule_set_label(figures, primary), headers=headers, numeric=numeric,
+        with_specialty=dim == "provider", rows=[row(total, f"All {plural}")] + [row(it, it["unit"]) for it in items],
+        n_units=len(items), unknown=UNKNOWN, window=PROVIDER_WINDOW, cost_basis=costs.describe(),
+        cost_source=costs.source,
+        overall={"rate": percent(total["rate"]), "pu": p.text(total["cats"]["potentially_unnecessary"]),
+                 "scans": p.text(total["scans"]),
+                 "others": [(rs, percent(r)) for rs, (_, r) in total["other"].items()]})
 
 
 def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
+    """The reports' front page (template reports/index.html.j2)."""
+    from assets.review.pages import reviewed_rates_section
+
     names = figures["names"]
     primary = names[0]
     pu, ind = "potentially_unnecessary", "indicated"
@@ -367,10 +250,6 @@ def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
         f"{percent(p.rate(('n', primary, ind, 'injection', w), ('den', primary, ind, w)))}",
         f"injection within {w} days after potentially unnecessary vs indicated MRIs",
     ))
-    tiles_html = "".join(
-        f'<div class="tile"><div class="n">{html.escape(str(n))}</div><div class="l">{html.escape(label)}</div></div>'
-        for n, label in tiles
-    )
     links = [
         ("downstream.html", "Downstream interventions",
          "Injections, surgery, EMG/nerve conduction studies, repeat imaging and new opioid prescriptions within "
@@ -391,18 +270,10 @@ def render_index(p: Protection, figures: dict, generated_at: datetime) -> str:
         ("methodology.html", "Methodology",
          "Rule sets and their rules, windows, code lists, small-cell suppression, data coverage and sources."),
     ]
-    links_html = "".join(
-        f'<li><a href="{href}"><b>{html.escape(label)}</b></a>: {html.escape(text)}</li>' for href, label, text in links
-    )
     total = figures["total"]
-    data_end = total["data_end"] if total else "–"
-    from assets.review.pages import reviewed_rates_section
-
     rates = reviewed_rates_section(figures["reviewed_rates"], "validation.html") if figures.get("reviewed_rates") else ""
-    body = f"""{report_nav("index.html")}<div class="tiles">{tiles_html}</div>{rates}
-<section><h2>Reports</h2><ul class="reading">{links_html}</ul>
-<p class="note">Rule sets: {', '.join(html.escape(rule_set_label(figures, rs)) for rs in names)}. Follow-up data through
-{html.escape(str(data_end))}. {SUPPRESSION_NOTE} Utilization dashboard:
-<a href="../dashboards/index.html">dashboards</a>.</p></section>"""
-    subtitle = f"{period_text(figures)} · published {stamp_text(generated_at)}"
-    return page("Spine MRI overtreatment reports", subtitle, body)
+    return report_page(
+        "reports/index.html.j2", "Spine MRI overtreatment reports",
+        f"{period_text(figures)} · published {stamp_text(generated_at)}", "index.html", tiles=tiles, links=links,
+        reviewed_rates=rates, rule_sets=", ".join(rule_set_label(figures, rs) for rs in names),
+        data_end=str(total["data_end"]) if total else "–")
