@@ -247,6 +247,11 @@ def offered(period: str, dim: str) -> bool:
     return k in ("all", "year") or dim not in COARSE
 
 
+def _extra_names(extra_cells: dict) -> list[str]:
+    """The extra cells' names (reason codes, reviews, cross-tabulation), in the order the pages read them."""
+    return sorted({name for row in extra_cells.values() for name in row})
+
+
 def protect_views(cells: dict, rule_sets: list[str], extras: tuple[dict, dict] | None = None):
     """(protection, views, periods, dims): views map (region, period, dimension, value) to {cell name: key of
     the protection's cell}, plus "cost" and "exp" (not counts: shown only with their count)."""
@@ -256,7 +261,7 @@ def protect_views(cells: dict, rule_sets: list[str], extras: tuple[dict, dict] |
     months = sorted({key[1] for key in cells})
     periods = _periods(months)
     dims = [(ALL, ALL)] + sorted({(key[2], key[3]) for key in cells if key[2] != ALL})
-    extra_names = sorted({name for row in extra_cells.values() for name in row})
+    extra_names = _extra_names(extra_cells)
     cols = columns(rule_sets)
     p = Protection(zeros_small=True)
     views: dict = {}
@@ -349,7 +354,7 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
     extras = gather_extras(con, joined, rule_sets)
     p, views, periods, dims = protect_views(cells, rule_sets, extras)
     cols = columns(rule_sets)
-    extra_names = sorted({name for row in extras[0].values() for name in row})
+    extra_names = _extra_names(extras[0])
 
     def cell(key):
         return p.get(key) if p.status(key) == "published" else p.text(key)
