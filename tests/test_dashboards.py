@@ -147,3 +147,23 @@ def test_every_page_has_a_print_stylesheet(published):
                  "reports/feedback/index.html"):
         text = (published / page).read_text(encoding="utf-8")
         assert "@media print" in text and "break-inside:avoid" in text.replace(": ", ":"), page
+
+
+@pytest.mark.parametrize("with_imaging,episodes,hidden", [(3, 400, True), (396, 400, True), (40, 400, False)])
+def test_the_hedis_tile_hides_its_share_when_either_part_is_small(with_imaging, episodes, hidden):
+    """With 1-10 episodes on either side, the share and the count without imaging would reveal it beside the
+    published total: both are hidden, the total stays."""
+    from assets.publish.dashboard import render_index
+
+    figures = {"period": ("2025-01-01", "2025-12-31"), "hedis": (with_imaging, episodes), "rule_sets": [],
+               "tables": [], "regions": [], "filters": None, "reviewed_rates": []}
+    text = render_index(figures)
+    tile = re.search(r'<div class="n">([^<]*)</div><div class="l">HEDIS LBP: episodes without\s+imaging in 28 days '
+                     r'\(([^ ]+) of ([^;]+);', text)
+    assert tile, text[-1500:]
+    share, without, total = tile.groups()
+    assert total == f"{episodes:,}"
+    if hidden:
+        assert (share, without) == ("–", "&lt;11")
+    else:
+        assert (share, without) == (f"{1 - with_imaging / episodes:.1%}", f"{episodes - with_imaging:,}")

@@ -283,7 +283,7 @@ def agrees(shown_value, true_value):
 def test_breakdowns_follow_the_filters_and_match_the_warehouse(published, tmp_path):
     driver = open_page(published, tmp_path, "breakdowns.html")
     try:
-        checked = medians_checked = 0
+        checked = 0
         for rule_set, region, period in [("standard", "*", "*"), ("acr-2021", "lumbar", "2025"),
                                          ("standard", "lumbar", "2024-Q4")]:
             pick(driver, "f-rule-set", rule_set)
@@ -312,32 +312,10 @@ def test_breakdowns_follow_the_filters_and_match_the_warehouse(published, tmp_pa
                     checked += 1
                 else:
                     assert value in ("<11", "withheld") and (value == "withheld" or reasons.get(code, 0) <= 10)
-            # The median days from referral to scan per verdict, where shown, are the warehouse's.
-            text = driver.find_element("id", "b-wait-median").text
-            medians = median_truth(published, region, period, rule_set)
-            for verdict, label in (("indicated", "indicated"), ("potentially_unnecessary", "potentially unnecessary"),
-                                   ("insufficient_information", "insufficient information")):
-                said = re.search(rf"(?:: |; ){label} ([0-9]+(?:\.[0-9])?|not shown)", text).group(1)
-                if said != "not shown":
-                    median, n = medians[verdict]
-                    assert float(said) == round(median, 1) and n > 10, (verdict, said, medians)
-                    medians_checked += 1
         assert checked > 100, checked
-        assert medians_checked >= 4, medians_checked  # 5 of the 9 on the sample
         assert severe_logs(driver) == []
     finally:
         driver.quit()
-
-
-def median_truth(published, region, period, rule_set):
-    """Per verdict: the median days from referral to scan and how many scans it is of."""
-    where, params = view_where(region, period, rule_set)
-    with duckdb.connect(str(published / "warehouse.duckdb"), read_only=True) as con:
-        return {c: (m, n) for c, m, n in con.execute(f"""
-            SELECT m.category, median(m.scan_date - r.referral_date), count(*)
-            FROM mri_classification m JOIN scan_links l USING (scan_id)
-            JOIN referrals_current r ON r.referral_id = l.referral_id
-            WHERE {' AND '.join(where)} AND m.scan_date >= r.referral_date GROUP BY 1""", params).fetchall()}
 
 
 WAIT_LABELS = ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+"]

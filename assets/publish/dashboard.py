@@ -114,15 +114,18 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     def count(n):  # row counts are published like any count
         return "–" if n is None else show(n) if is_small(n) else f"{n:,}"
 
+    # HEDIS LBP: episodes with imaging within 28 days (num) of all episodes (den). With either part 1-10, the
+    # share and the episodes without imaging would give it away beside the published total: both are hidden.
     hedis_num, hedis_den = figures["hedis"]
-    share = rate(hedis_num, hedis_den)
+    hedis_small = is_small(hedis_num) or is_small(hedis_den - hedis_num)
+    share = None if hedis_small else rate(hedis_num, hedis_den)
     data = for_page(figures["filters"], set(FACETS)) if figures.get("filters") else None
     subtitle = f"Scans dated {start} to {end} · published {generated_at.strftime('%Y-%m-%d %H:%M UTC')}"
     return _page(
         "Spine MRI utilization audit", subtitle, "", "index.html", template="overview.html.j2", data=data,
         first=first_view(data) if data else None,
-        hedis={"share": _pct(None if share is None else 1 - share), "without": count(hedis_den - hedis_num),
-               "episodes": count(hedis_den)},
+        hedis={"share": _pct(None if share is None else 1 - share),
+               "without": show(None) if hedis_small else count(hedis_den - hedis_num), "episodes": count(hedis_den)},
         reviewed_rates=reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html")
         if figures.get("reviewed_rates") else "",
         rule_sets=", ".join(f"{n} {v}" for n, v in figures["rule_sets"]),

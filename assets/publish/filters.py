@@ -200,26 +200,6 @@ def gather_amounts(con, joined: str, rule_sets: list[str]) -> dict:
     return out
 
 
-def gather_medians(con, joined: str, rule_sets: list[str]) -> dict:
-    """Per (region or *, period, rule set, verdict) over the whole span, years and quarters: the median days
-    from referral to scan, and how many scans it is the median of (those with a referral date on or before
-    the scan)."""
-    rs_list = ", ".join(literal(rs) for rs in rule_sets)
-    out: dict = {}
-    for g, region, period, rs, category, median, n in con.execute(f"""
-            SELECT grouping(m.body_region), m.body_region, period, m.rule_set, m.category,
-                   median(m.scan_date - m.referral_date), count(*)
-            FROM (SELECT m.*, unnest(['{ALL}', strftime(m.scan_date, '%Y'),
-                                      strftime(m.scan_date, '%Y') || '-Q' || quarter(m.scan_date)]) AS period
-                  FROM {joined} m WHERE m.category <> 'out_of_scope' AND m.rule_set IN ({rs_list})
-                    AND m.body_region IN ({', '.join(literal(r) for r in REGIONS)})
-                    AND m.referral_date IS NOT NULL AND m.scan_date >= m.referral_date) m
-            GROUP BY GROUPING SETS ((m.body_region, period, m.rule_set, m.category),
-                                    (period, m.rule_set, m.category))""").fetchall():
-        out[(ALL if g else region, period, rs, category)] = (float(median), int(n))
-    return out
-
-
 def _periods(months: list[str]) -> dict[str, list[str]]:
     """Each period a reader can pick, with the months it covers: the whole span, years, quarters, months."""
     periods = {ALL: list(months)}
@@ -375,7 +355,6 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
         if dname == ALL and extra_names and kind(period) != "month":
             extra_out["|".join((region, period))] = [cell(v[name]) for name in extra_names]
     amounts = _amounts(gather_amounts(con, joined, rule_sets), p, views, periods, rule_sets)
-    medians = _medians(gather_medians(con, joined, rule_sets), p, views, rule_sets)
     return {
         "rule_sets": rule_sets,
         "quarters": [x for x in periods if kind(x) == "quarter"],
@@ -385,7 +364,7 @@ def page_data(con, joined: str, rule_sets: list[str], currency: str) -> dict:
         "dims": {name: sorted((v for f, v in dims if f == name), key=_order(name))
                  for name in FACET_LABELS if name not in FACETS},
         "facet_labels": FACET_LABELS, "currency": currency, "columns": cols, "views": out,
-        "extra_columns": extra_names, "extras": extra_out, "amounts": amounts, "medians": medians,
+        "extra_columns": extra_names, "extras": extra_out, "amounts": amounts,
         "wait_bins": list(WAIT_BINS), "cells": p.counts(),
     }
 
@@ -423,20 +402,6 @@ def _readable(p, view: dict, rs: str, verdict: str) -> bool:
     name = VERDICT_CELL[verdict]
     needed = [f"pu:{rs}", f"ii:{rs}", "n"] if name == "rest" else [f"{name}:{rs}"]
     return all(p.status(view[c]) == "published" for c in needed)
-
-
-def _medians(parts: dict, p, views: dict, rule_sets: list[str]) -> dict:
-    """Per view of all units (whole span, years, quarters): {"rule set|verdict": median days from referral to
-    scan}, where the verdict's count can be read and the median is of more than SMALL_CELL_MAX scans."""
-    from assets.publish.statistics import SMALL_CELL_MAX
-
-    out: dict = {}
-    for (region, period, rs, verdict), (median, n) in parts.items():
-        view = views.get((region, period, ALL, ALL))
-        if view is None or verdict not in VERDICT_CELL or n <= SMALL_CELL_MAX or not _readable(p, view, rs, verdict):
-            continue
-        out.setdefault(f"{region}|{period}", {})[f"{rs}|{verdict}"] = round(median, 1)
-    return out
 
 
 def _order(name: str):

@@ -223,12 +223,14 @@
     }
     function quarterly(f) {
       // A month chosen: the months of its quarter (months exist for all units together only); else quarters.
-      var monthly = /^[0-9]{4}-[0-9]{2}$/.test(f.period);
+      // A month chosen for all units: the months of its quarter (months exist for all units together only); a
+      // month with a unit: the quarter it falls in; else the quarters of the period.
+      var month = /^[0-9]{4}-[0-9]{2}$/.test(f.period), monthly = month && f.facet === "*";
       var qs = monthly ? D.months.filter(function (m) { return quarterOf(m) === quarterOf(f.period); })
         : D.quarters.filter(function (q) {
           if (f.period === "custom") return q >= f.from && q <= f.to;
           if (f.period === "*") return true;
-          return q.indexOf(f.period.slice(0, 4)) === 0 && (f.period.length === 4 || q === f.period);
+          return month ? q === quarterOf(f.period) : q.indexOf(f.period.slice(0, 4)) === 0 && (f.period.length === 4 || q === f.period);
         });
       var x = [], y = [], hx = [], text = [];
       qs.forEach(function (q) {
@@ -298,11 +300,6 @@
       });
       stacked("b-wait", D.wait_bins, bins, "Days from referral to scan, by verdict", "days from referral to scan",
               {vertical: true, grouped: true});
-      var med = D.medians[f.region + "|" + f.period] || {};
-      $("b-wait-median").textContent = "Median days from referral to scan: " + VERDICTS.map(function (v) {
-        var m = med[f.rs + "|" + v];
-        return VERDICT_LABELS[v].toLowerCase() + " " + (m === undefined ? "not shown" : m);
-      }).join("; ") + ".";
       safety(f);
     }
     function reasons(f) {
