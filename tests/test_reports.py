@@ -749,3 +749,24 @@ def test_settling_all_equations_at_once_matches_narrowing_one_at_a_time(seed):
     assert set(via) == set(expected_via)
     for k, i in via.items():
         assert k in p.equations[i]
+
+
+def test_sealing_turns_to_long_equations_when_short_ones_do_not_hold_the_leak():
+    """`a` (5) is pinned by a long equation whose other cells are published; its short equation has a published
+    cell that cannot unpin it. The first round withholds that one, the next looks along the long equation."""
+    from assets.publish.protection import Protection
+
+    p = Protection()
+    parts = [p.add(("b", i), 20 + i) for i in range(9)]
+    a = p.add("a", 5)
+    p.equation(p.add("T", 5 + sum(20 + i for i in range(9))), a, *parts)
+    cs = [p.add(("c", i), 15 + i) for i in range(3)]
+    r, d = p.add("r", 5 + sum(15 + i for i in range(3)) + 20), p.add("d", 20)
+    p.equation(r, a, *cs, d)
+    p.hidden = {a, r, d}
+    assert p.leaks() == [a]
+    p.seal()
+    assert p.leaks() == [] and p.status(a) == "small"
+    assert any(p.status(b) == "withheld" for b in parts)
+    # One round on the short equation, then the long one: two of its published cells stay published.
+    assert [p.status(c) for c in cs] == ["withheld", "published", "published"]

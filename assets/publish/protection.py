@@ -320,26 +320,35 @@ class Protection:
         equations, where the solver's candidate search can stop short), withhold the cheapest published cell of
         an equation holding it, and check again."""
         of = self._index()
+        before: set = set()
         for _ in range(rounds):
-            leaks = self.leaks(of)
+            bounds, via = self._settle(of)
+            leaks = sorted((k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]),
+                           key=repr)
             if not leaks:
                 return self
+            reach = self._reach(via) if before & set(leaks) else None
             for k in leaks:
-                candidate = self._nearest_published(k, of)
+                # A leak still there after a round was not held by its short equations: withhold in the
+                # equations that narrowed it instead (as `solve` does), else anywhere near it.
+                candidate = self._candidate(k, via, reach, set()) if k in before else None
+                if candidate is None:
+                    candidate = self._nearest_published(k, of, short_first=k not in before)
                 if candidate is not None:
                     self.hidden.add(candidate)
+            before = set(leaks)
         if self.leaks(of):
             raise RuntimeError("small-cell protection could not close every leak")
         return self
 
     SHORT = 8  # equations of at most this many cells are rows (a view's verdicts, regions, quarters)
 
-    def _nearest_published(self, k, of: dict, depth: int = 4):
+    def _nearest_published(self, k, of: dict, depth: int = 4, short_first: bool = True):
         """The cheapest published cell of the equations holding `k`; when every cell there is already hidden,
         of the equations holding those cells, and so on up to `depth` steps (a pinned cell can be held by
         bounds that arrive from further away). Short equations are searched first, as deep as that goes: a
         long one (a column of hundreds of providers) rarely pins a cell, and its cheapest cell protects nothing."""
-        for short_only in (True, False):
+        for short_only in ((True, False) if short_first else (False,)):
             seen_cells, seen_equations = {k}, set()
             frontier = [k]
             for _ in range(depth):
