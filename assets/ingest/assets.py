@@ -9,6 +9,7 @@ import dagster as dg
 from assets.ingest.contract import PATIENT_TABLES, TABLES
 from assets.partitions import daily_partitions, partition_for
 from assets.resources import LandingResource, WarehouseResource, relation_kind
+from assets.transactions import rollback_after_failure
 
 GROUP = "ingest"
 OWNERS = ["team:data-engineering"]
@@ -133,7 +134,7 @@ def _ingest_table(
                     )
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback_after_failure(con)
             raise
         finally:
             if key:

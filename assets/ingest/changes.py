@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from assets.ingest.contract import TABLES
 from assets.sql import literal
+from assets.transactions import rollback_after_failure
 
 # Above this share of all patients (and this many) a full rebuild is cheaper than deleting and re-inserting
 # their rows; a small warehouse is cheap either way.
@@ -142,5 +143,5 @@ def consuming(con, consumer: str, config_signature: str, tables_present: bool, f
         mark_consumed(con, consumer, config_signature, pending.last_change)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback_after_failure(con)
         raise

@@ -17,6 +17,9 @@ confirmed or overturned. From the log it derives:
 
 from __future__ import annotations
 
+from assets.transactions import rollback_after_failure
+
+
 SQL_LATEST = """row_number() OVER (PARTITION BY {partition}
                                    ORDER BY r.review_date DESC, r.load_partition DESC, r.source_file DESC,
                                             r.source_row DESC)"""
@@ -99,7 +102,7 @@ def apply_reviews(con) -> dict:
         )
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback_after_failure(con)
         raise
     counts = con.execute(
         """SELECT count(*), count(*) FILTER (WHERE matched), count(*) FILTER (WHERE NOT matched),
