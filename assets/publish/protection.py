@@ -129,7 +129,7 @@ class Protection:
         def push(j):
             if j not in queued:
                 queued.add(j)
-                (short if len(self.equations[j]) <= 8 else long_).append(j)
+                (short if len(self.equations[j]) <= self.SHORT else long_).append(j)
 
         for j in queue:
             push(j)
@@ -267,8 +267,7 @@ class Protection:
         self.hidden = {k for k, v in self.values.items() if self._small(v)} | set(self.implicit)
         for _ in range(10_000):
             bounds, via = self._settle(of)
-            leaks = sorted((k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]),
-                           key=repr)
+            leaks = self._pinned(bounds)
             if not leaks:
                 break
             reach = self._reach(via)
@@ -323,8 +322,7 @@ class Protection:
         before: set = set()
         for _ in range(rounds):
             bounds, via = self._settle(of)
-            leaks = sorted((k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]),
-                           key=repr)
+            leaks = self._pinned(bounds)
             if not leaks:
                 return self
             reach = self._reach(via) if before & set(leaks) else None
@@ -367,7 +365,12 @@ class Protection:
         """Cells of 1-10 a reader could pin down from what is published (empty after `solve`)."""
         of = of or self._index()
         bounds, _ = self._settle(of)
-        return [k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]]
+        return self._pinned(bounds)
+
+    def _pinned(self, bounds: dict) -> list:
+        """The hidden cells of 1-10 that `bounds` pin to one value, in a fixed order (choices follow it)."""
+        return sorted((k for k in self.hidden if self._small(self.values[k]) and bounds[k][0] == bounds[k][1]),
+                      key=repr)
 
     # -- what the pages and files show ---------------------------------------------------------------
 
