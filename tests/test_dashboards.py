@@ -167,3 +167,27 @@ def test_the_hedis_tile_hides_its_share_when_either_part_is_small(with_imaging, 
         assert (share, without) == ("–", "&lt;11")
     else:
         assert (share, without) == (f"{1 - with_imaging / episodes:.1%}", f"{episodes - with_imaging:,}")
+
+
+def test_rows_loaded_per_table_hide_small_quarantine_counts_and_what_reveals_them():
+    """A table's 1-10 quarantined rows read <11, its loaded rows (rows in less them) are withheld, and the
+    total is withheld when it is the only small one (the total less the others would give it)."""
+    from assets.publish.dashboard import render_index
+
+    def page(tables):
+        figures = {"period": ("2025-01-01", "2025-12-31"), "hedis": (40, 400), "rule_sets": [], "tables": tables,
+                   "regions": [("lumbar", 5), ("cervical", 300)], "filters": None, "reviewed_rates": []}
+        text = render_index(figures)
+        rows = re.findall(r'<tr><td class="">(\w+)</td>((?:<td class="num">[^<]*</td>)+)</tr>', text)
+        cells = {name: re.findall(r'<td class="num">([^<]*)</td>', tds) for name, tds in rows}
+        total = re.search(r'<p class="note">([^ ]+) input rows were quarantined', text).group(1)
+        return cells, total
+
+    cells, total = page([("clinical_events", 1, 23698, 23650, 48), ("referrals", 1, 2001, 1999, 2)])
+    assert cells["clinical_events"] == ["1", "23,698", "23,650", "48"]
+    assert cells["referrals"] == ["1", "2,001", "withheld", "&lt;11"]
+    assert total == "withheld"
+    assert cells["lumbar"] == ["&lt;11"] and cells["cervical"] == ["300"]
+    cells, total = page([("clinical_events", 1, 23698, 23650, 48), ("referrals", 1, 2001, 1999, 2),
+                         ("scans", 1, 2001, 1998, 3)])
+    assert total == "53"  # two small parts of 5: neither can be worked out

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from assets.publish.protection import WITHHELD
 from assets.publish.statistics import SMALL_CELL_MAX, is_small, rate, show
 
 PLOTLY_JS = "plotly.min.js"
@@ -111,8 +112,18 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
     generated_at = generated_at or datetime.now(timezone.utc)
     start, end = figures["period"]
 
-    def count(n):  # row counts are published like any count
-        return "–" if n is None else show(n) if is_small(n) else f"{n:,}"
+    def count(n):  # row counts are published like any count: 1-10 reads <11
+        return "–" if n is None else show(None) if is_small(n) else f"{n:,}"
+
+    # Rows in = loaded + quarantined per table, and the tables' quarantined rows add up to the total: a small
+    # quarantined count takes its table's loaded count with it, and the total when it is the only small one.
+    tables, small_quarantined = [], 0
+    for t, f, rows_in, loaded, quarantined in figures["tables"]:
+        hidden = is_small(quarantined or 0) or is_small(loaded or 0)
+        small_quarantined += is_small(quarantined or 0)
+        tables.append((t, f"{f:,}", count(rows_in), WITHHELD if hidden and not is_small(loaded or 0) else count(loaded),
+                       WITHHELD if hidden and not is_small(quarantined or 0) else count(quarantined)))
+    total_quarantined = sum(r[4] or 0 for r in figures["tables"])
 
     # HEDIS LBP: episodes with imaging within 28 days (num) of all episodes (den). With either part 1-10, the
     # share and the episodes without imaging would give it away beside the published total: both are hidden.
@@ -129,8 +140,7 @@ def render_index(figures: dict, generated_at: datetime | None = None) -> str:
         reviewed_rates=reviewed_rates_section(figures["reviewed_rates"], "../reports/validation.html")
         if figures.get("reviewed_rates") else "",
         rule_sets=", ".join(f"{n} {v}" for n, v in figures["rule_sets"]),
-        tables=[(t, f"{f:,}", count(i), count(lo), count(q)) for t, f, i, lo, q in figures["tables"]],
-        quarantined=count(sum(r[4] or 0 for r in figures["tables"])),
+        tables=tables, quarantined=WITHHELD if small_quarantined == 1 else count(total_quarantined),
         regions=[(r, count(n)) for r, n in figures["regions"]])
 
 
